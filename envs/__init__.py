@@ -1,0 +1,22 @@
+"""Environments behind one protocol (envs/base.py). `make(name)` is the only entry point scripts use.
+
+Names: twx-cooking (default), twx-coin, twx-mapreader (TextWorldExpress). See envs/twx.py for
+what each split contains.
+"""
+from envs.base import SPLITS, EnvError, TextEnv  # noqa: F401
+
+ENV_NAMES = ("twx-cooking", "twx-coin", "twx-mapreader")
+
+
+def make(name: str) -> TextEnv:
+    if name.startswith("twx-"):
+        from envs.twx import TWXEnv
+
+        return TWXEnv(name)
+    raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(ENV_NAMES)}")
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise EnvError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    return split

@@ -1,0 +1,104 @@
+"""The environment protocol every script talks to (DESIGN.md, "Environments").
+
+An environment is a text game with three extra abilities the method needs:
+  * an expert: `expert_actions(task)` returns a gold action sequence that solves the task;
+  * branching: `snapshot()` / `restore(snap)` put the game back into an earlier state, so that
+    collect.py can execute an alternative action ONE step from an expert state (paper 4.1);
+  * splits: `tasks(split)` for "train", "test" (in domain) and "ood" (out of domain).
+
+The base class keeps the episode's trace (the actions taken and the observations they produced).
+That trace is what the state text is built from (prompts.state_text), and it is also what makes the
+default snapshot work: a snapshot is the action prefix, and restore = reset + replay. Simulators
+with a cheaper snapshot (deepcopy, fork) override snapshot/restore.
+"""
+from __future__ import annotations
+
+SPLITS = ("train", "test", "ood")
+
+
+class EnvError(Exception):
+    """A problem with the environment's set-up (missing Java, unknown split...). One line."""
+
+
+class TextEnv:
+    name = "base"
+    max_steps = 20  # default episode step limit used by evaluate.py / rl.py
+
+    # ---- to implement in a subclass -------------------------------------------------------
+    def tasks(self, split: str) -> list[dict]:
+        """Tasks of a split: dicts with at least `task_id` (a unique, stable string) and `split`."""
+        raise NotImplementedError
+
+    def expert_actions(self, task: dict) -> list[str]:
+        raise NotImplementedError
+
+    def _reset(self, task: dict) -> str:
+        raise NotImplementedError
+
+    def _step(self, action: str) -> tuple[str, float, bool]:
+        raise NotImplementedError
+
+    def valid_actions(self) -> list[str]:
+        raise NotImplementedError
+
+    def goal(self) -> str:
+        raise NotImplementedError
+
+    def notes(self) -> list[str]:
+        """Facts the agent has already seen that stay decisive later (e.g. a recipe once read).
+        Kept in the state text so the state stays (nearly) Markov with a short history."""
+        return []
+
+    def inventory(self) -> str:
+        return ""
+
+    def success(self) -> bool:
+        raise NotImplementedError
+
+    def score(self) -> float:
+        return float(self.success())
+
+    def close(self) -> None:
+        pass
+
+    # ---- shared behaviour ---------------------------------------------------------------
+    def reset(self, task: dict) -> str:
+        self.task = task
+        self.trace: list[tuple[str, str]] = []  # (action, observation) pairs, in order
+        self.observation = self._reset(task)
+        self.done = False
+        return self.observation
+
+    def step(self, action: str) -> tuple[str, float, bool]:
+        """Any string is accepted: an invalid action gets the game's own error text back."""
+        action = action if isinstance(action, str) else str(action)
+        obs, reward, done = self._step(action)
+        self.trace.append((action, obs))
+        self.observation, self.done = obs, done
+        return obs, reward, done
+
+    def view(self) -> dict:
+        """Everything the state text is built from (see prompts.state_text)."""
+        return {
+            "goal": self.goal(),
+            "notes": self.notes(),
+            "inventory": self.inventory(),
+            "history": list(self.trace),
+            "observation": self.observation,
+            "valid_actions": self.valid_actions(),
+        }
+
+    def snapshot(self):
+        return (self.task, tuple(a for a, _ in self.trace))
+
+    def restore(self, snap) -> None:
+        task, actions = snap
+        self.reset(task)
+        for a in actions:
+            self.step(a)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,137 @@
+"""TextWorldExpress (PyPI `textworld-express`): fast text games with gold paths and valid-action lists.
+
+Games (pick with --env):
+  twx-cooking    cookingworld: read the cookbook, gather and cook the ingredients, prepare and eat
+                 the meal. ALFWorld-like household task; the default.
+  twx-coin       coin: explore rooms and take the coin.
+  twx-mapreader  mapreader: read a map, fetch a coin, put it in the box.
+
+Splits (TextWorldExpress has three folds of 1,000 seeds; the folds use different objects):
+  train  the `train` fold, seeds 0-799, the game's base settings;
+  test   the `train` fold, seeds 800-999: unseen games, same objects and settings (in domain);
+  ood    the `test` fold (objects never seen in training) with a harder setting (see GAMES).
+
+Branching: TextWorldExpress's own clone() starts a new JVM, so we use the base class's
+reset + replay (about 1,000-2,000 steps/s: a replay of a 10-step prefix costs a few ms).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+
+from envs.base import EnvError, TextEnv
+
+# game name -> (TextWorldExpress game, base params, ood params, step limit)
+GAMES = {
+    "twx-cooking": (
+        "cookingworld",
+        "numLocations=1,numIngredients=1,numDistractorItems=2,includeDoors=0,limitInventorySize=0",
+        # ood: unseen objects (test fold) and more clutter on the counter/in the fridge
+        "numLocations=1,numIngredients=1,numDistractorItems=4,includeDoors=0,limitInventorySize=0",
+        20,
+    ),
+    "twx-coin": (
+        "coin",
+        "numLocations=3,numDistractorItems=0,includeDoors=0,limitInventorySize=0",
+        "numLocations=5,numDistractorItems=0,includeDoors=0,limitInventorySize=0",
+        25,
+    ),
+    "twx-mapreader": (
+        "mapreader",
+        "numLocations=3,maxDistanceApart=2,includeDoors=0,maxDistractorItemsPerLocation=0",
+        "numLocations=6,maxDistanceApart=2,includeDoors=0,maxDistractorItemsPerLocation=0",
+        25,
+    ),
+}
+N_TRAIN_SEEDS = 800  # train-fold seeds [0, 800) train, [800, 1000) test
+
+
+class TWXEnv(TextEnv):
+    def __init__(self, name: str = "twx-cooking"):
+        if name not in GAMES:
+            raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(GAMES)}")
+        if shutil.which("java") is None:
+            raise EnvError("TextWorldExpress needs Java >= 11 on PATH (Debian: apt-get install -y default-jre-headless)")
+        try:
+            from textworld_express import TextWorldExpressEnv
+        except ImportError:
+            raise EnvError("TextWorldExpress is not installed: pip install textworld-express==1.1.0") from None
+        self.name = name
+        self.game, self.params, self.ood_params, self.max_steps = GAMES[name]
+        self._env = TextWorldExpressEnv(envStepLimit=100)
+        self._infos: dict = {}
+        self._notes: list[str] = []
+
+    def tasks(self, split: str) -> list[dict]:
+        if split == "train":
+            seeds, fold, params = range(0, N_TRAIN_SEEDS), "train", self.params
+        elif split == "test":
+            seeds, fold, params = range(N_TRAIN_SEEDS, 1000), "train", self.params
+        elif split == "ood":
+            seeds, fold, params = range(0, 1000), "test", self.ood_params
+        else:
+            raise EnvError(f"unknown split {split!r}; choose one of: train, test, ood")
+        return [{"task_id": f"{self.name}/{split}/{s}", "split": split, "fold": fold, "seed": s, "params": params}
+                for s in seeds]
+
+    def _load(self, task: dict, gold: bool) -> str:
+        obs, infos = self._env.reset(seed=task["seed"], gameFold=task["fold"], gameName=self.game,
+                                     gameParams=task["params"], generateGoldPath=gold)
+        self._infos, self._notes = infos, []
+        return obs.strip()
+
+    def expert_actions(self, task: dict) -> list[str]:
+        self._load(task, gold=True)
+        gold = list(self._env.getGoldActionSequence())
+        # The gold path opens with "look around", a no-op right after reset (the first observation
+        # already is the room): dropping it shortens every episode by a step.
+        if gold and gold[0] == "look around":
+            gold = gold[1:]
+        self._load(task, gold=False)  # leave the env in a clean, reset state
+        return gold
+
+    def _reset(self, task: dict) -> str:
+        return self._load(task, gold=False)
+
+    def _step(self, action: str) -> tuple[str, float, bool]:
+        # TextWorldExpress answers any string ("Unknown action: ...") but chokes on newlines.
+        action = " ".join(action.split())
+        obs, reward, done, infos = self._env.step(action)
+        self._infos = infos
+        obs = obs.strip()
+        if action.startswith("read ") and action in self._last_valid and "Unknown action" not in obs:
+            note = re.sub(r"\s+", " ", obs)
+            if note not in self._notes:
+                self._notes.append(note)
+        return obs, float(reward), bool(done)
+
+    def step(self, action):
+        self._last_valid = set(self.valid_actions())
+        return super().step(action)
+
+    def valid_actions(self) -> list[str]:
+        return sorted(self._infos.get("validActions", []))
+
+    def goal(self) -> str:
+        return re.sub(r"\s+", " ", self._infos.get("taskDescription", "")).strip()
+
+    def notes(self) -> list[str]:
+        return list(self._notes)
+
+    def inventory(self) -> str:
+        text = self._infos.get("inventory", "")
+        items = [ln.strip() for ln in text.splitlines()[1:] if ln.strip()]
+        items = [i for i in items if "currently empty" not in i]
+        return ", ".join(re.sub(r"^(a|an|some|the) ", "", i) for i in items) or "nothing"
+
+    def success(self) -> bool:
+        return bool(self._infos.get("tasksuccess", False))
+
+    def score(self) -> float:
+        return float(self._infos.get("score", 0.0))
+
+    def close(self) -> None:
+        try:
+            self._env.close()
+        except Exception:
+            pass
