@@ -46,6 +46,22 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+SETTING = ("model", "env", "max_steps", "temperature", "max_new_tokens", "seed")
+
+
+def check_same_setting(args, out: Path) -> None:
+    """Resuming is only safe into a folder written with the same model and decoding settings."""
+    old = out / "args.json"
+    if old.exists():
+        import json
+
+        prev = json.loads(old.read_text())
+        diff = [k for k in SETTING if k in prev and prev[k] != getattr(args, k)]
+        if diff:
+            raise common.UserError(f"{out} holds episodes of another setting ({', '.join(diff)} differ): "
+                                   "use another --out or delete it")
+
+
 def summarize(label: str, split: str, mode: str, episodes: list[dict]) -> dict:
     n = len(episodes)
     k = sum(e["success"] for e in episodes)
@@ -85,6 +101,7 @@ def main(argv=None):
     for split in args.split:
         envs.check_split(split)
     label = args.label or args.model
+    check_same_setting(args, out)
     common.save_args(args, out)
     common.set_threads(args.threads)
     common.set_seed(args.seed)

@@ -9,7 +9,7 @@ ENV_NAMES = ("twx-cooking", "twx-coin", "twx-mapreader")
 
 
 def make(name: str) -> TextEnv:
-    if name.startswith("twx-"):
+    if name.split(":")[0] in ENV_NAMES:
         from envs.twx import TWXEnv
 
         return TWXEnv(name)

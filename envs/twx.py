@@ -5,6 +5,7 @@ Games (pick with --env):
                  the meal. ALFWorld-like household task; the default.
   twx-coin       coin: explore rooms and take the coin.
   twx-mapreader  mapreader: read a map, fetch a coin, put it in the box.
+A setting can be changed after a colon, for every split: twx-cooking:numIngredients=2,numLocations=2
 
 Splits (TextWorldExpress has three folds of 1,000 seeds; the folds use different objects):
   train  the `train` fold, seeds 0-799, the game's base settings;
@@ -46,10 +47,21 @@ GAMES = {
 N_TRAIN_SEEDS = 800  # train-fold seeds [0, 800) train, [800, 1000) test
 
 
+def _override(params: str, overrides: str) -> str:
+    d = dict(kv.split("=", 1) for kv in params.split(","))
+    for kv in overrides.split(","):
+        if "=" not in kv:
+            raise EnvError(f"bad setting {kv!r} in env name: expected key=value")
+        k, v = kv.split("=", 1)
+        d[k.strip()] = v.strip()
+    return ",".join(f"{k}={v}" for k, v in d.items())
+
+
 class TWXEnv(TextEnv):
     def __init__(self, name: str = "twx-cooking"):
-        if name not in GAMES:
-            raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(GAMES)}")
+        base, _, overrides = name.partition(":")
+        if base not in GAMES:
+            raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(GAMES)} (optionally NAME:key=value,...)")
         if shutil.which("java") is None:
             raise EnvError("TextWorldExpress needs Java >= 11 on PATH (Debian: apt-get install -y default-jre-headless)")
         try:
@@ -57,7 +69,9 @@ class TWXEnv(TextEnv):
         except ImportError:
             raise EnvError("TextWorldExpress is not installed: pip install textworld-express==1.1.0") from None
         self.name = name
-        self.game, self.params, self.ood_params, self.max_steps = GAMES[name]
+        self.game, self.params, self.ood_params, self.max_steps = GAMES[base]
+        if overrides:  # e.g. twx-cooking:numIngredients=2 changes the setting of every split
+            self.params, self.ood_params = (_override(p, overrides) for p in (self.params, self.ood_params))
         self._env = TextWorldExpressEnv(envStepLimit=100)
         self._infos: dict = {}
         self._notes: list[str] = []

@@ -1,0 +1,222 @@
+"""Early experience, paper section 4.1: expert trajectories + the agent's own alternatives, executed.
+
+For every training task: play the expert's gold path; at each expert state s_i, propose alternative
+actions a_i^j (each different from the expert's a_i), execute each ONE step from s_i and record the
+state s_i^j it leads to. No reward is used by the methods; it is recorded only for inspection.
+
+  D_expert  = {(s_i, a_i)}             -> expert.jsonl    (one line per expert step)
+  D_rollout = {(s_i, a_i^j, s_i^j)}    -> rollouts.jsonl  (one line per expert state)
+
+Where alternatives come from (the paper's appendix uses both, for different methods):
+  --k-iwm K   K drawn uniformly from the valid actions             source "valid"  (world modelling)
+  --k-sr K    K sampled from the untuned policy at temperature 1.0  source "policy" (reflection),
+              de-duplicated, never the expert action; an invalid or repeated proposal is replaced by
+              a uniform draw from the unused valid actions (marked "replaced": true).
+Branching puts the env back into s_i (snapshot/restore; reset + replay for TextWorldExpress) and
+checks, for every branch, that the restored state text equals the expert state's text.
+
+Tasks are processed in chunks of --chunk tasks: the policy's proposals for a whole chunk are one
+batched generate call (each prompt is read once and its cache shared by its K samples), seeded by the
+chunk's index, so a rerun, a resumed run and a --shard I/N run give the same lines.
+
+Inputs:  an env (--env, --split, --tasks); --model for policy proposals (only when --k-sr > 0)
+Outputs: OUT/expert.jsonl, OUT/rollouts.jsonl, OUT/collect_args.json, OUT/collect_stats.json
+
+Examples:
+  python collect.py --env twx-cooking --split train --tasks 100 --k-iwm 4 --k-sr 3 --model smollm2-135m --out runs/demo
+  python collect.py --env twx-cooking --tasks 20 --k-iwm 8 --k-sr 0 --out runs/iwm-only
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import common
+import envs
+import prompts
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--env", default="twx-cooking", help=f"environment: {', '.join(envs.ENV_NAMES)}")
+    p.add_argument("--split", default="train", help="split whose tasks are collected (train)")
+    p.add_argument("--tasks", type=int, default=100, help="number of tasks (the first N of the split)")
+    p.add_argument("--k-iwm", type=int, default=4, help="uniform valid alternatives per expert state (world modelling)")
+    p.add_argument("--k-sr", type=int, default=3, help="policy-sampled alternatives per expert state (reflection)")
+    p.add_argument("--model", default=common.EMBEDDED, help="the initial policy that proposes alternatives")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of policy proposals")
+    p.add_argument("--max-new-tokens", type=int, default=24, help="length cap of a proposal")
+    p.add_argument("--chunk", type=int, default=8, help="tasks per batched proposal call (also the resume unit)")
+    p.add_argument("--shard", default="0/1", help="I/N: process the I-th of N contiguous parts of the tasks")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--dtype", default="auto", help="auto (bf16), bf16, fp32")
+    p.add_argument("--out", required=True, help="run folder")
+    return p.parse_args(argv)
+
+
+def play_expert(env, task: dict) -> list[dict]:
+    """The expert trajectory: the state text, expert action, next observation and a snapshot of
+    the env at each step. Returns [] if the gold path does not reach success (kept out of the data)."""
+    gold = env.expert_actions(task)
+    env.reset(task)
+    steps = []
+    for i, action in enumerate(gold):
+        state = prompts.state_text(env.view())
+        snap = env.snapshot()
+        obs, reward, done = env.step(action)
+        steps.append({"step": i, "state": state, "action": action, "next_state": obs,
+                      "reward": reward, "done": done, "snapshot": snap, "valid": None})
+        if done:
+            break
+    return steps if env.success() else []
+
+
+def uniform_alternatives(rng: random.Random, valid: list[str], exclude: set, k: int) -> list[str]:
+    pool = [a for a in valid if a not in exclude]
+    return rng.sample(pool, min(k, len(pool)))
+
+
+def policy_alternatives(rng: random.Random, proposals: list[str], valid: list[str], expert: str, k: int) -> list[dict]:
+    """De-duplicate the policy's proposals, drop the expert action, replace invalid or repeated ones
+    by uniform draws from the unused valid actions (the paper's rule)."""
+    chosen, seen = [], {expert}
+    for text in proposals:
+        a = common.parse_action(text)
+        if a in valid and a not in seen:
+            chosen.append({"action": a, "replaced": False})
+            seen.add(a)
+    for a in uniform_alternatives(rng, valid, seen | {c["action"] for c in chosen}, k - len(chosen)):
+        chosen.append({"action": a, "replaced": True})
+    return chosen[:k]
+
+
+def branch(env, snap, state: str, action: str) -> dict:
+    """Put the env back into the expert state and execute ONE alternative action from it."""
+    env.restore(snap)
+    if prompts.state_text(env.view()) != state:  # the alternative must run in the same game state
+        raise RuntimeError(f"restored state differs from the expert state at {snap[0]['task_id']}")
+    obs, reward, done = env.step(action)
+    return {"action": action, "next_state": obs, "reward": reward, "done": done}
+
+
+def collect_chunk(env, chunk: list[dict], index: int, args, model, tok, env_name: str):
+    """Expert lines and rollout lines for one chunk of tasks."""
+    trajectories = [(task, play_expert(env, task)) for task in chunk]
+    states = []  # (task, step dict) for every expert state, in order
+    for task, steps in trajectories:
+        for s in steps:
+            env.restore(s["snapshot"])
+            s["valid_actions"] = env.valid_actions()
+            states.append((task, s))
+    proposals = [[] for _ in states]
+    if args.k_sr > 0 and states:
+        common.set_seed(args.seed * 1_000_003 + index)
+        chats = [prompts.policy_messages(s["state"]) for _, s in states]
+        proposals = common.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
+                                    temperature=args.temperature, num_samples=args.k_sr, batch_size=8)
+    expert_rows, rollout_rows, n_branches, n_replaced = [], [], 0, 0
+    for (task, s), props in zip(states, proposals):
+        rid = f"{task['task_id']}/{s['step']}"
+        rng = random.Random(f"{args.seed}:{rid}")
+        expert_rows.append({"id": rid, "env": env_name, "split": task["split"], "task_id": task["task_id"],
+                            "step": s["step"], "state": s["state"], "action": s["action"],
+                            "next_state": s["next_state"],
+                            "messages": prompts.policy_messages(s["state"], prompts.action_answer(s["action"]))})
+        alts = []
+        for a in uniform_alternatives(rng, s["valid_actions"], {s["action"]}, args.k_iwm):
+            alts.append({**branch(env, s["snapshot"], s["state"], a), "source": "valid"})
+        if args.k_sr > 0:
+            for c in policy_alternatives(rng, props, s["valid_actions"], s["action"], args.k_sr):
+                alts.append({**branch(env, s["snapshot"], s["state"], c["action"]), "source": "policy",
+                             "replaced": c["replaced"]})
+                n_replaced += c["replaced"]
+        n_branches += len(alts)
+        rollout_rows.append({"id": rid, "env": env_name, "task_id": task["task_id"], "step": s["step"],
+                             "state": s["state"],
+                             "expert": {"action": s["action"], "next_state": s["next_state"],
+                                        "reward": s["reward"], "done": s["done"]},
+                             "alternatives": alts})
+    skipped = sum(1 for _, steps in trajectories if not steps)
+    return expert_rows, rollout_rows, {"branches": n_branches, "replaced": n_replaced, "skipped": skipped}
+
+
+def shard_range(n: int, shard: str) -> range:
+    try:
+        i, k = (int(x) for x in shard.split("/"))
+        assert 0 <= i < k
+    except (ValueError, AssertionError):
+        raise common.UserError(f"--shard {shard!r}: expected I/N with 0 <= I < N") from None
+    return range(n * i // k, n * (i + 1) // k)
+
+
+def resume(out: Path) -> set:
+    """Task ids whose expert and rollout lines are complete; any partial task is cut from both files."""
+    ex_path, ro_path = out / "expert.jsonl", out / "rollouts.jsonl"
+    if not ro_path.exists() or not ex_path.exists():
+        for p in (ex_path, ro_path):
+            p.unlink(missing_ok=True)
+        return set()
+    common.resume_jsonl(ex_path)
+    common.resume_jsonl(ro_path)
+    ex, ro = common.read_jsonl(ex_path), common.read_jsonl(ro_path)
+    count = {}
+    for r in ex:
+        count[r["task_id"]] = count.get(r["task_id"], 0) + 1
+    for r in ro:
+        count[r["task_id"]] = count.get(r["task_id"], 0) - 1
+    done = {t for t, c in count.items() if c == 0}
+    common.write_jsonl(ex_path, [r for r in ex if r["task_id"] in done])
+    common.write_jsonl(ro_path, [r for r in ro if r["task_id"] in done])
+    return done
+
+
+def main(argv=None):
+    from rich.console import Console
+    from rich.table import Table
+    from tqdm import tqdm
+
+    args = parse_args(argv)
+    envs.check_split(args.split)
+    env = envs.make(args.env)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    common.save_args(args, out, "collect_args.json")
+    common.set_threads(args.threads)
+    tasks = env.tasks(args.split)[: args.tasks]
+    chunks = [tasks[i: i + args.chunk] for i in range(0, len(tasks), args.chunk)]
+    mine = shard_range(len(chunks), args.shard)
+    done = resume(out)
+    model = tok = None
+    if args.k_sr > 0:
+        model, tok = common.load_model(args.model, dtype=args.dtype)
+        model.eval()
+    stats = {"tasks": 0, "expert_steps": 0, "branches": 0, "replaced": 0, "skipped": 0}
+    t0 = time.time()
+    for index in tqdm(mine, desc="chunks of tasks"):
+        chunk = chunks[index]
+        if all(t["task_id"] in done for t in chunk):
+            continue
+        ex, ro, st = collect_chunk(env, chunk, index, args, model, tok, args.env)
+        for r in ex:
+            common.append_jsonl(out / "expert.jsonl", r)
+        for r in ro:
+            common.append_jsonl(out / "rollouts.jsonl", r)
+        stats["tasks"] += len(chunk) - st["skipped"]
+        stats["expert_steps"] += len(ex)
+        for k in ("branches", "replaced", "skipped"):
+            stats[k] += st[k]
+    env.close()
+    stats["seconds"] = round(time.time() - t0, 1)
+    stats["branches_per_s"] = round(stats["branches"] / max(stats["seconds"], 1e-9), 1)
+    common.write_atomic(out / "collect_stats.json", common.dumps(stats) + "\n")
+    table = Table(title=f"collect ({args.env}, {args.split}, this run)")
+    for k, v in stats.items():
+        table.add_row(k, str(v))
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    common.run_main(main)

@@ -1,0 +1,89 @@
+"""Implicit World Modelling data, paper section 4.2, Eq. 3:  L_IWM = -sum log p(s_i^j | s_i, a_i^j).
+
+Turns rollouts.jsonl into chat examples that teach the policy's own weights to predict what the game
+answers: input = the state s_i and an action a, target = the next observation s'. Both the expert's
+transition and the alternatives are used; invalid actions are kept on purpose ("Unknown action",
+"You can't ..." are facts about the world too).
+
+Two details keep world modelling from hurting the policy (see prompts.world_model_messages):
+  * its own system prompt ("you are a world model") and an `Observation: ...` target, never
+    `Action: ...`, so the policy does not learn to answer with observations;
+  * targets are cut to --max-words words (deterministic truncation, not a summary), so a long room
+    description does not drown the short, decisive outcomes ("You grill the chicken wing").
+
+train.py then runs the paper's two stages: one pass over iwm.jsonl, then imitation on expert.jsonl.
+
+Inputs:  RUN/rollouts.jsonl (collect.py), RUN/expert.jsonl (for --ratio)
+Outputs: RUN/iwm.jsonl  ({"id", "messages", "meta"} per example), RUN/iwm_args.json
+
+Examples:
+  python iwm.py --run runs/demo
+  python iwm.py --run runs/demo --sources valid policy expert --max-words 30 --ratio 4
+"""
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import common
+import prompts
+
+SOURCES = ("valid", "policy", "expert")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--run", required=True, help="run folder holding rollouts.jsonl")
+    p.add_argument("--sources", nargs="+", default=["valid", "expert"], choices=SOURCES,
+                   help="which transitions to learn from (the paper: uniform valid alternatives + expert)")
+    p.add_argument("--k", type=int, default=0, help="use at most K alternatives per state (0 = all collected)")
+    p.add_argument("--max-words", type=int, default=40, help="cut each target observation to this many words")
+    p.add_argument("--ratio", type=float, default=0, help="keep at most RATIO x (expert examples); 0 = keep all")
+    p.add_argument("--seed", type=int, default=0, help="random seed (sub-sampling)")
+    p.add_argument("--out", default=None, help="output file (default RUN/iwm.jsonl)")
+    return p.parse_args(argv)
+
+
+def transitions(row: dict, sources, k: int):
+    """(action, next_state, source) triples of one rollout line, in file order."""
+    if "expert" in sources:
+        yield row["expert"]["action"], row["expert"]["next_state"], "expert"
+    alts = [a for a in row["alternatives"] if a["source"] in sources]
+    for a in alts[:k] if k else alts:
+        yield a["action"], a["next_state"], a["source"]
+
+
+def build_examples(rollouts: list[dict], sources, k: int, max_words: int) -> list[dict]:
+    examples = []
+    for row in rollouts:
+        for j, (action, nxt, source) in enumerate(transitions(row, sources, k)):
+            examples.append({"id": f"{row['id']}/{j}",
+                             "messages": prompts.world_model_messages(row["state"], action, nxt, max_words),
+                             "meta": {"task_id": row["task_id"], "step": row["step"], "source": source}})
+    return examples
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run = Path(args.run)
+    rows = common.read_jsonl(run / "rollouts.jsonl")
+    examples = build_examples(rows, args.sources, args.k, args.max_words)
+    if args.ratio > 0:
+        cap = int(args.ratio * len(common.read_jsonl(run / "expert.jsonl")))
+        if len(examples) > cap:
+            keep = sorted(random.Random(args.seed).sample(range(len(examples)), cap))
+            examples = [examples[i] for i in keep]
+    if not examples:
+        raise common.UserError(f"{run / 'rollouts.jsonl'}: no transitions of sources {args.sources}")
+    out = Path(args.out) if args.out else run / "iwm.jsonl"
+    common.save_args(args, out.parent, "iwm_args.json")
+    common.write_jsonl(out, examples)
+    by = {}
+    for e in examples:
+        by[e["meta"]["source"]] = by.get(e["meta"]["source"], 0) + 1
+    print(f"wrote {len(examples)} world-model examples to {out} from {len(rows)} states ({by})")
+
+
+if __name__ == "__main__":
+    common.run_main(main)

@@ -1,0 +1,262 @@
+"""Supervised fine-tuning, written out: Imitation (IL), Implicit World Modelling (IWM), Self-Reflection (SR).
+
+One loss for all three methods: next-token cross-entropy on the assistant tokens only,
+  L = -sum_t log p(y_t | x, y_<t)  over the target tokens y (prompt tokens get label -100).
+What changes is the data (DESIGN.md, "Data flow"):
+  IL   (paper 3, the baseline)  --data expert.jsonl                         L_IL  = -log pi(a_i | s_i)
+  IWM  (paper 4.2, Eq. 3)       stage 1: --data iwm.jsonl --epochs 1         L_IWM = -log p(s_i^j | s_i, a_i^j)
+                                stage 2: --init <stage 1> --data expert.jsonl (the same weights, a fresh optimizer)
+  SR   (paper 4.3, Eq. 4)       --data expert.jsonl reflect.jsonl            L_SR  = -log p(c_i, a_i | s_i)
+IWM's budget has two readings in the paper: stage 2 = the full imitation budget ("full"), or stage 1 +
+stage 2 = the imitation budget in optimizer steps ("matched": give stage 2 --steps = IL steps -
+stage-1 steps). run.sh trains both.
+
+Details that matter and are written out below: masks built from token ids (common.encode_chat; the
+end-of-turn token is trained so the model learns to stop); the language-model head is applied only at
+target positions (the 49k-word head over ~300 prompt positions would dominate a CPU step);
+length-grouped batches (less padding); cosine schedule with warm-up; LoRA by default (--full for all
+weights); bf16 compute on CUDA and CPU (base weights bf16, LoRA weights fp32, autocast).
+
+Inputs:  chat JSONL files ({"messages": [...]}) from collect.py / iwm.py / reflect.py
+Outputs: OUT/ (LoRA adapter or full model, tokenizer, args.json, loss.jsonl); load it with --model OUT
+
+Examples:
+  python train.py --data runs/demo/expert.jsonl --epochs 2 --out runs/demo/ckpt/il
+  python train.py --data runs/demo/expert.jsonl --init runs/demo/ckpt/iwm-stage1 --epochs 2 --out runs/demo/ckpt/iwm
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import common
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", nargs="+", required=True, help="chat JSONL files, concatenated and shuffled")
+    p.add_argument("--model", default=common.EMBEDDED, help="base model (ignored with --init)")
+    p.add_argument("--init", default=None, help="continue from this checkpoint with a fresh optimizer")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--epochs", type=float, default=2, help="passes over the data (ignored if --steps > 0)")
+    p.add_argument("--steps", type=int, default=0, help="optimizer steps (overrides --epochs)")
+    p.add_argument("--batch", type=int, default=8, help="examples per optimizer step")
+    p.add_argument("--micro-batch", type=int, default=0, help="examples per forward pass (0 = --batch); gradient accumulation")
+    p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (LoRA; use ~1e-5 with --full)")
+    p.add_argument("--warmup", type=float, default=0.05, help="warm-up as a fraction of the steps")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank")
+    p.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha")
+    p.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
+    p.add_argument("--max-len", type=int, default=1024, help="cut examples to this many tokens")
+    p.add_argument("--seed", type=int, default=0, help="random seed (shuffling, LoRA init)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--dtype", default="auto", help="weights: auto (bf16), bf16, fp32")
+    p.add_argument("--show-mask", type=int, default=0, help="print N examples with trained tokens coloured, then exit")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+def load_examples(tok, paths: list[str], max_len: int) -> list[dict]:
+    """Encode every chat example; one clear error names the file and line of a bad one."""
+    examples = []
+    for path in paths:
+        for n, row in enumerate(common.read_jsonl(path), 1):
+            if not isinstance(row.get("messages"), list):
+                raise common.UserError(f"{path}:{n}: no 'messages' list")
+            try:
+                ids, labels = common.encode_chat(tok, row["messages"], max_len)
+            except common.UserError as e:
+                raise common.UserError(f"{path}:{n}: {e}") from None
+            examples.append({"ids": ids, "labels": labels, "source": Path(path).name})
+    if not examples:
+        raise common.UserError(f"no training examples in {', '.join(paths)}")
+    return examples
+
+
+def length_grouped_batches(examples: list[dict], batch: int, rng: random.Random) -> list[list[int]]:
+    """One epoch of batches: shuffle, sort by length inside windows of 64 batches (less padding),
+    then shuffle the batches so the order is not long-to-short."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    window = batch * 64
+    batches = []
+    for start in range(0, len(order), window):
+        part = sorted(order[start: start + window], key=lambda i: len(examples[i]["ids"]))
+        batches += [part[j: j + batch] for j in range(0, len(part), batch)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples: list[dict], pad_id: int, device):
+    """Right-padded tensors; padding is masked out of attention and labels."""
+    import torch
+
+    width = max(len(e["ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), common.IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e["ids"])
+        ids[i, :n] = torch.tensor(e["ids"])
+        labels[i, :n] = torch.tensor(e["labels"])
+        mask[i, :n] = 1
+    return ids.to(device), labels.to(device), mask.to(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss
+def target_logprobs(model, ids, mask, labels):
+    """Log-probabilities of the target tokens (labels != -100), computing the LM head only there.
+    Returns (logp of each target token [N], the boolean target mask [B, T-1])."""
+    import torch.nn.functional as F
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if hasattr(base, "module"):  # DistributedDataParallel
+        base = base.module
+    hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+    targets = labels[:, 1:]  # position t predicts token t+1
+    keep = targets != common.IGNORE
+    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    return -F.cross_entropy(logits, targets[keep], reduction="none"), keep
+
+
+def sft_loss_sum(model, ids, mask, labels):
+    """Summed negative log-likelihood of the target tokens (divide by the step's token count)."""
+    logp, _ = target_logprobs(model, ids, mask, labels)
+    return -logp.sum()
+
+
+def full_logits_loss(model, ids, mask, labels):
+    """The textbook version (logits at every position), for the test that checks target_logprobs."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                           ignore_index=common.IGNORE, reduction="sum")
+
+
+def cosine_lr(step: int, total: int, warmup: int) -> float:
+    """Multiplier of the peak learning rate: linear warm-up, then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ---------------------------------------------------------------------------------------------
+def show_mask(tok, examples: list[dict], n: int) -> None:
+    """Print examples with the trained tokens in green (what the loss sees) and the rest dimmed."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console()
+    for e in examples[:n]:
+        text = Text()
+        for t, lab in zip(e["ids"], e["labels"]):
+            piece = tok.decode([t])
+            text.append(piece, style="bold green" if lab != common.IGNORE else "dim")
+        trained = sum(lab != common.IGNORE for lab in e["labels"])
+        console.print(text)
+        console.print(f"[b]{trained} trained tokens of {len(e['ids'])}[/b] ({e['source']})\n")
+
+
+def build_model(args):
+    """The model to train: a fresh LoRA adapter (or all weights with --full) over the base, or the
+    checkpoint given by --init with its adapter left trainable."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    dtype = "fp32" if args.full else args.dtype  # full fine-tuning keeps fp32 master weights
+    if args.init:
+        model, tok = common.load_model(args.init, dtype=dtype, trainable=True)
+        cfg = Path(args.init) / "adapter_config.json"
+        base_name = json.loads(cfg.read_text())["base_model_name_or_path"] if cfg.exists() else args.init
+        return model, tok, base_name
+    model, tok = common.load_model(args.model, dtype=dtype)
+    if not args.full:
+        torch.manual_seed(args.seed)
+        model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0,
+                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+    return model, tok, args.model
+
+
+def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path) -> None:
+    """Write to a temporary folder, then rename: never a half-written checkpoint."""
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    if hasattr(model, "peft_config"):
+        for cfg in model.peft_config.values():
+            cfg.base_model_name_or_path = base_name  # the alias (e.g. smollm2-135m), not a cache path
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+    (tmp / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def main(argv=None):
+    import torch
+    from tqdm import tqdm
+
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    common.set_threads(args.threads)
+    common.set_seed(args.seed)
+    model, tok, base_name = build_model(args)
+    examples = load_examples(tok, args.data, args.max_len)
+    if args.show_mask:
+        show_mask(tok, examples, args.show_mask)
+        return
+    common.save_args(args, out.parent, f"{out.name}.args.json")
+    device = model.device
+    micro = args.micro_batch or args.batch
+    rng = random.Random(args.seed)
+    per_epoch = math.ceil(len(examples) / args.batch)
+    total = args.steps if args.steps > 0 else max(1, round(args.epochs * per_epoch))
+    warmup = int(args.warmup * total)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise common.UserError("no trainable parameters")
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, total, warmup))
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    model.train()
+    log, batches, t0, tokens_seen = [], [], time.time(), 0
+    bar = tqdm(range(total), desc=f"train {out.name}")
+    for step in bar:
+        if not batches:
+            batches = length_grouped_batches(examples, args.batch, rng)
+        batch = [examples[i] for i in batches.pop(0)]
+        n_target = sum(sum(lab != common.IGNORE for lab in e["labels"][1:]) for e in batch)
+        loss_total = 0.0
+        for start in range(0, len(batch), micro):  # gradient accumulation over micro-batches
+            ids, labels, mask = collate(batch[start: start + micro], tok.pad_token_id, device)
+            with autocast:
+                loss = sft_loss_sum(model, ids, mask, labels) / n_target
+            loss.backward()
+            loss_total += loss.item()
+            tokens_seen += int(mask.sum())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        rate = tokens_seen / (time.time() - t0)
+        log.append({"step": step + 1, "loss": round(loss_total, 5), "lr": sched.get_last_lr()[0],
+                    "target_tokens": n_target, "tokens_per_s": round(rate, 1)})
+        bar.set_postfix(loss=f"{loss_total:.3f}", tok_s=f"{rate:.0f}")
+    save_checkpoint(model, tok, args, base_name, log, out)
+    print(f"saved {out} ({total} steps, {len(examples)} examples, final loss {log[-1]['loss']:.3f}, "
+          f"{time.time() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    common.run_main(main)
