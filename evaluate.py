@@ -42,8 +42,13 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed (sampling)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="auto (bf16), bf16, fp32")
-    p.add_argument("--out", required=True, help="output folder")
-    return p.parse_args(argv)
+    p.add_argument("--out", default=None, help="output folder")
+    p.add_argument("--table", default=None, metavar="RUN",
+                   help="instead of evaluating: build RUN/results.md + results.jsonl from RUN/eval/<method>/s<seed>/")
+    args = p.parse_args(argv)
+    if not args.out and not args.table:
+        p.error("--out is required (or --table RUN)")
+    return args
 
 
 SETTING = ("model", "env", "max_steps", "temperature", "max_new_tokens", "seed")
@@ -93,8 +98,92 @@ def print_summary(rows: list[dict], episodes: dict) -> None:
             console.print(f"[dim]failure {e['task_id']}: {acts}{' > ...' if e['steps'] > 8 else ''}[/dim]")
 
 
+# ---------------------------------------------------------------------------------------------
+# The results table (run.sh, last stage): methods x splits over training seeds
+def load_runs(run: Path) -> dict:
+    """{(method, split): {seed: {task_id: success}}} from RUN/eval/<method>/s<seed>/<split>[-mapped].jsonl"""
+    found = {}
+    for summary in sorted(run.glob("eval/*/s*/summary.jsonl")):
+        method, seed = summary.parent.parent.name, int(summary.parent.name[1:])
+        for row in common.read_jsonl(summary):
+            name = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
+            eps = common.read_jsonl(summary.parent / name)
+            found.setdefault((method, row["split"]), {})[seed] = {e["task_id"]: bool(e["success"]) for e in eps}
+    return found
+
+
+def paired(a: dict, b: dict) -> tuple[int, int]:
+    """Episodes (same seed, same task) that method a solves and b does not, and the reverse."""
+    wins = losses = 0
+    for seed in a.keys() & b.keys():
+        for task in a[seed].keys() & b[seed].keys():
+            wins += a[seed][task] and not b[seed][task]
+            losses += b[seed][task] and not a[seed][task]
+    return wins, losses
+
+
+def results_table(run: Path, reference: str = "il") -> list[dict]:
+    found = load_runs(run)
+    if not found:
+        raise common.UserError(f"{run}/eval: no evaluation summaries found")
+    order = ["prompt", "prompt-mapped", "il", "il-matched", "iwm", "iwm-matched", "sr"]
+    methods = sorted({m for m, _ in found}, key=lambda m: (order.index(m) if m in order else 99, m))
+    splits = [s for s in ("test", "ood", "train") if any(sp == s for _, sp in found)]
+    rows = []
+    for split in splits:
+        ref = found.get((reference, split), {})
+        ref_rates = {s: sum(v.values()) / len(v) for s, v in ref.items() if v}
+        for m in methods:
+            per_seed = found.get((m, split))
+            if not per_seed:
+                continue
+            rates = {s: sum(v.values()) / len(v) for s, v in per_seed.items() if v}
+            mean, half = common.mean_ci(list(rates.values()))
+            if len(rates) == 1:  # one seed: the interval over episodes instead
+                (s, v), = per_seed.items()
+                lo, hi = common.wilson(sum(v.values()), len(v))
+                half = (hi - lo) / 2
+            row = {"method": m, "split": split, "seeds": sorted(rates), "episodes": sum(len(v) for v in per_seed.values()),
+                   "success": round(mean, 4), "ci95": round(half, 4), "per_seed": {str(k): round(v, 4) for k, v in rates.items()}}
+            if ref_rates and m != reference:
+                # gain over imitation: per seed where both exist, else against imitation's mean
+                common_seeds = rates.keys() & ref_rates.keys()
+                if common_seeds:
+                    row["gain_vs_il"] = round(sum(rates[s] - ref_rates[s] for s in common_seeds) / len(common_seeds), 4)
+                    row["paired_vs_il"] = dict(zip(("wins", "losses"), paired(per_seed, ref)))
+                else:
+                    row["gain_vs_il"] = round(mean - sum(ref_rates.values()) / len(ref_rates), 4)
+            rows.append(row)
+    return rows
+
+
+def write_table(run: Path, rows: list[dict]) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = ("method", "split", "seeds", "episodes", "success % (±95%)", "gain vs IL", "paired vs IL (+/-)")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    table = Table(title=f"results: {run}")
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        cells = [r["method"], r["split"], str(len(r["seeds"])), str(r["episodes"]),
+                 f"{100 * r['success']:.1f} ± {100 * r['ci95']:.1f}",
+                 f"{100 * r['gain_vs_il']:+.1f}" if "gain_vs_il" in r else "",
+                 f"+{r['paired_vs_il']['wins']} / -{r['paired_vs_il']['losses']}" if "paired_vs_il" in r else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+        table.add_row(*cells)
+    Console().print(table)
+    md = "\n".join(lines) + "\n"
+    common.write_atomic(run / "results.md", md)
+    common.write_jsonl(run / "results.jsonl", rows)
+    return md
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.table:
+        return write_table(Path(args.table), results_table(Path(args.table)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = envs.make(args.env)

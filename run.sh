@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The whole early-experience pipeline, stage by stage (paper: arXiv 2510.08558).
+#
+#   bash run.sh                      # embedded SmolLM2-135M on twx-cooking, this CPU (see README for time)
+#   SMOKE=1 bash run.sh              # the same stages on a tiny random model and a handful of tasks (~2 min)
+#   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
+#   SEEDS="0 1 2" ARMS="il il-matched iwm iwm-matched sr" bash run.sh     # the fair comparison (README, Results)
+#
+# Every stage writes under $RUN and is skipped when its output exists, so a rerun after a crash
+# continues where it stopped (the scripts themselves also resume inside a stage).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+ENV=${ENV:-twx-cooking}            # environment (envs/__init__.py)
+MODEL=${MODEL:-smollm2-135m}       # base model: the initial policy, the reflector and what we fine-tune
+RUN=${RUN:-runs/default}           # where every file goes
+SEEDS=${SEEDS:-0}                  # training seeds; the table gives mean ± 95% interval over them
+ARMS=${ARMS:-il iwm sr}            # methods to train: il il-matched iwm iwm-matched sr
+TASKS=${TASKS:-30}                 # training tasks (expert trajectories)
+K_IWM=${K_IWM:-2}                  # uniform alternatives per expert state, for world modelling
+K_SR=${K_SR:-2}                    # policy-sampled alternatives per expert state, for reflection
+EPOCHS=${EPOCHS:-2}                # the imitation budget; IWM and SR get the same
+BATCH=${BATCH:-8}                  # examples per optimizer step
+LR=${LR:-2e-4}                     # LoRA learning rate
+EPISODES=${EPISODES:-40}           # evaluation episodes per split and method
+EVAL_BATCH=${EVAL_BATCH:-20}       # episodes played in lockstep
+MAX_STEPS=${MAX_STEPS:-0}          # episode step limit (0 = the env's default)
+CONCLUDE=${CONCLUDE:-append}       # reflect.py: who writes the final Action line (see reflect.py)
+TRAIN_FLAGS=${TRAIN_FLAGS:-}       # extra train.py flags (e.g. --full)
+if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every stage runs end to end
+  MODEL=tiny-random; RUN=${RUN_SMOKE:-runs/smoke}; TASKS=3; EPISODES=3; EVAL_BATCH=3; MAX_STEPS=3
+  EPOCHS=1; SEEDS=${SEEDS_SMOKE:-0}; ARMS=${ARMS_SMOKE:-il il-matched iwm iwm-matched sr}
+fi
+mkdir -p "$RUN"
+stage() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
+t0=$SECONDS; timing="$RUN/stage_times.tsv"; : > "$timing"
+timed() { local name=$1; shift; local s=$SECONDS; "$@"; printf '%s\t%s\n' "$name" $((SECONDS - s)) >> "$timing"; }
+
+# 1. Collect (paper 4.1): expert trajectories, and at each expert state K_IWM uniform + K_SR policy
+#    alternatives executed one step. -> expert.jsonl, rollouts.jsonl. ~3 min at the defaults.
+stage "1/6 collect"
+[[ -f $RUN/collect_stats.json ]] || timed collect python collect.py --env "$ENV" --split train --tasks "$TASKS" \
+  --k-iwm "$K_IWM" --k-sr "$K_SR" --model "$MODEL" --out "$RUN"
+
+# 2. World-model data (paper 4.2): (state, action) -> next observation examples. -> iwm.jsonl. Seconds.
+stage "2/6 iwm data"
+[[ -f $RUN/iwm.jsonl ]] || timed iwm python iwm.py --run "$RUN"
+
+# 3. Reflections (paper 4.3): the untuned model explains why the expert's move beats its own
+#    alternatives. -> reflect.jsonl. ~3-5 min at the defaults.
+stage "3/6 reflect"
+[[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --show 1
+
+# 4. Train each arm with the same imitation budget (train.py). -> ckpt/<arm>-s<seed>/. The longest stage.
+#    il           imitation, EPOCHS epochs over expert.jsonl (its step count is "the budget")
+#    iwm          one epoch of world modelling, then the full imitation budget ("full" reading)
+#    iwm-matched  one epoch of world modelling, then imitation for (budget - stage-1 steps) steps
+#    il-matched   imitation for as many steps as the longest arm (iwm), so no arm wins on compute
+#    sr           imitation budget over expert.jsonl + reflect.jsonl (mixed, same epochs)
+stage "4/6 train"
+steps_of() { python -c "import json,sys; print(sum(1 for _ in open(sys.argv[1])))" "$1/loss.jsonl"; }
+train() { local out=$1; shift; [[ -f $out/loss.jsonl ]] || timed "train $(basename "$out")" python train.py \
+  --model "$MODEL" --batch "$BATCH" --lr "$LR" $TRAIN_FLAGS --out "$out" "$@"; }
+has() { [[ " $ARMS " == *" $1 "* ]]; }
+for seed in $SEEDS; do
+  C=$RUN/ckpt
+  train "$C/il-s$seed" --data "$RUN/expert.jsonl" --epochs "$EPOCHS" --seed "$seed"
+  il_steps=$(steps_of "$C/il-s$seed")
+  if has iwm || has iwm-matched || has il-matched; then
+    train "$C/iwm-stage1-s$seed" --data "$RUN/iwm.jsonl" --epochs 1 --seed "$seed"
+    s1=$(steps_of "$C/iwm-stage1-s$seed")
+  fi
+  if has iwm; then
+    train "$C/iwm-s$seed" --init "$C/iwm-stage1-s$seed" --data "$RUN/expert.jsonl" --epochs "$EPOCHS" --seed "$seed"
+  fi
+  if has iwm-matched; then
+    train "$C/iwm-matched-s$seed" --init "$C/iwm-stage1-s$seed" --data "$RUN/expert.jsonl" \
+      --steps $(( il_steps > s1 ? il_steps - s1 : 1 )) --seed "$seed"
+  fi
+  if has il-matched; then
+    train "$C/il-matched-s$seed" --data "$RUN/expert.jsonl" --steps $(( il_steps + s1 )) --seed "$seed"
+  fi
+  if has sr; then
+    train "$C/sr-s$seed" --data "$RUN/expert.jsonl" "$RUN/reflect.jsonl" --epochs "$EPOCHS" --seed "$seed"
+  fi
+done
+
+# 5. Evaluate (paper 5): success on test (in domain) and ood, for the untuned model (Prompt, raw
+#    and mapped to the closest valid action) and every trained arm. -> eval/<method>/s<seed>/. ~3 min each.
+stage "5/6 evaluate"
+ev() { local out=$1; shift; [[ -f $out/summary.jsonl ]] || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
+  python evaluate.py --env "$ENV" --split test ood --episodes "$EPISODES" --batch "$EVAL_BATCH" \
+  --max-steps "$MAX_STEPS" --out "$out" "$@"; }
+ev "$RUN/eval/prompt/s0" --model "$MODEL" --label prompt
+ev "$RUN/eval/prompt-mapped/s0" --model "$MODEL" --label prompt-mapped --action-mode mapped
+for seed in $SEEDS; do
+  for arm in $ARMS; do
+    tokens=32; [[ $arm == sr ]] && tokens=128   # SR answers think first ("Thought: ...")
+    ev "$RUN/eval/$arm/s$seed" --model "$RUN/ckpt/$arm-s$seed" --label "$arm" --max-new-tokens $tokens
+  done
+done
+
+# 6. The results table: success per method and split, mean ± 95% interval over seeds, gain over IL,
+#    paired per-episode wins/losses against IL. -> results.md, results.jsonl.
+stage "6/6 results"
+python evaluate.py --table "$RUN"
+printf 'total\t%s\n' $((SECONDS - t0)) >> "$timing"
+echo "stage times (s):"; cat "$timing"
