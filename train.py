@@ -193,7 +193,10 @@ def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path
     if hasattr(model, "peft_config"):
         for cfg in model.peft_config.values():
             cfg.base_model_name_or_path = base_name  # the alias (e.g. smollm2-135m), not a cache path
-    model.save_pretrained(tmp)
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(tmp, save_embedding_layers=False)  # no hub look-up for the base's config
+    else:
+        model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     (tmp / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
     (tmp / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))

@@ -145,7 +145,10 @@ class TWXEnv(TextEnv):
         return float(self._infos.get("score", 0.0))
 
     def close(self) -> None:
-        try:
-            self._env.close()
-        except Exception:
-            pass
+        env, self._env = self._env, None
+        if env is not None:
+            try:
+                env.close()
+            except Exception:
+                pass
+            env.close = lambda: None  # its __del__ would close the dead JVM pipe again

@@ -1,0 +1,120 @@
+"""collect.py, iwm.py, reflect.py: schemas, branching, determinism, resume, filters."""
+import shutil
+
+import pytest
+
+import collect
+import common
+import envs
+import iwm
+import prompts
+import reflect
+
+ARGS = ["--env", "twx-cooking", "--tasks", "3", "--k-iwm", "3", "--k-sr", "2", "--model", "tiny-random",
+        "--dtype", "fp32", "--chunk", "1"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("collect")
+    collect.main(ARGS + ["--out", str(out)])
+    return out
+
+
+def test_expert_lines_reproduce_the_gold_path(run):
+    rows = common.read_jsonl(run / "expert.jsonl")
+    with envs.make("twx-cooking") as env:
+        for task in env.tasks("train")[:3]:
+            mine = [r for r in rows if r["task_id"] == task["task_id"]]
+            assert [r["action"] for r in mine] == env.expert_actions(task)
+            assert [r["step"] for r in mine] == list(range(len(mine)))
+            env.reset(task)
+            for r in mine:
+                assert r["state"] == prompts.state_text(env.view())
+                assert env.step(r["action"])[0] == r["next_state"]
+                assert r["messages"][-1] == {"role": "assistant", "content": f"Action: {r['action']}"}
+            assert env.success()
+
+
+def test_rollouts_have_k_real_alternatives(run):
+    rows = common.read_jsonl(run / "rollouts.jsonl")
+    assert len(rows) == len(common.read_jsonl(run / "expert.jsonl"))
+    with envs.make("twx-cooking") as env:
+        tasks = {t["task_id"]: t for t in env.tasks("train")[:3]}
+        for r in rows:
+            alts = r["alternatives"]
+            assert [a["source"] for a in alts] == ["valid"] * 3 + ["policy"] * 2
+            assert r["expert"]["action"] not in [a["action"] for a in alts]
+            assert len({a["action"] for a in alts if a["source"] == "policy"}) == 2
+            # each next state is what the env really answers from the expert state
+            a = alts[r["step"] % len(alts)]
+            gold = env.expert_actions(tasks[r["task_id"]])
+            env.reset(tasks[r["task_id"]])
+            for g in gold[: r["step"]]:
+                env.step(g)
+            assert prompts.state_text(env.view()) == r["state"]
+            assert a["action"] in env.valid_actions()
+            assert env.step(a["action"]) == (a["next_state"], a["reward"], a["done"])
+
+
+def test_rerun_is_byte_identical_and_resume_loses_nothing(run, tmp_path):
+    again = tmp_path / "again"
+    collect.main(ARGS + ["--out", str(again)])
+    for name in ("expert.jsonl", "rollouts.jsonl"):
+        assert (again / name).read_bytes() == (run / name).read_bytes()
+    # a run killed midway: the first task complete, the second half-written in rollouts.jsonl
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    ex, ro = common.read_jsonl(run / "expert.jsonl"), common.read_jsonl(run / "rollouts.jsonl")
+    first = ex[0]["task_id"]
+    n1 = sum(r["task_id"] == first for r in ex)
+    common.write_jsonl(cut / "expert.jsonl", ex[: n1 + 4])
+    common.write_jsonl(cut / "rollouts.jsonl", ro[: n1 + 2])
+    collect.main(ARGS + ["--out", str(cut)])
+    for name in ("expert.jsonl", "rollouts.jsonl"):
+        assert (cut / name).read_bytes() == (run / name).read_bytes()
+
+
+def test_iwm_examples_predict_the_observation(run, tmp_path):
+    shutil.copy(run / "rollouts.jsonl", tmp_path)
+    shutil.copy(run / "expert.jsonl", tmp_path)
+    iwm.main(["--run", str(tmp_path), "--max-words", "5"])
+    rows, ro = common.read_jsonl(tmp_path / "iwm.jsonl"), common.read_jsonl(run / "rollouts.jsonl")
+    assert len(rows) == 4 * len(ro)  # expert + 3 valid alternatives per state
+    for r in rows:
+        system, user, target = r["messages"]
+        assert system["content"] == prompts.WORLD_MODEL_SYSTEM
+        assert target["role"] == "assistant" and target["content"].startswith("Observation: ")
+        assert "Action:" not in target["content"] and len(target["content"].split()) <= 1 + 5 + 1
+        assert user["content"].split("\nAction: ")[-1] in {a["action"] for x in ro if x["id"] == r["id"].rsplit("/", 1)[0]
+                                                            for a in x["alternatives"] + [x["expert"]]}
+    iwm.main(["--run", str(tmp_path), "--ratio", "1"])
+    assert len(common.read_jsonl(tmp_path / "iwm.jsonl")) == len(ro)
+
+
+def test_reflection_filter_drops_planted_bad_examples():
+    a = "open fridge"
+    assert reflect.judge("I should open the fridge because the recipe needs the carrot inside it.", a, "append", 6)[0] is None
+    assert reflect.judge("The fridge holds the carrot I need, so opening it comes first.\nAction: open fridge", a, "model", 6)[0] is None
+    assert reflect.judge("I need the knife first to slice things later on.\nAction: take knife", a, "model", 6)[0] == "wrong or missing conclusion"
+    assert reflect.judge("I need the knife first to slice things later on.", a, "model", 6)[0] == "wrong or missing conclusion"
+    assert reflect.judge("I need the knife first to slice things later on.\nAction: take knife", a, "append", 6)[0] == "wrong or missing conclusion"
+    assert reflect.judge("The expert chose this, so opening the fridge is right here.", a, "append", 6)[0] == "label word"
+    assert reflect.judge("Action 1 is the one that opens the fridge for the recipe.", a, "append", 6)[0] == "label word"
+    assert reflect.judge("I open it. I open it. I open it. I open it.", a, "append", 3)[0] == "repetition"
+    assert reflect.judge("Open it.", a, "append", 6)[0] == "too short"
+
+
+def test_reflect_writes_thought_then_expert_action(run, tmp_path):
+    shutil.copy(run / "rollouts.jsonl", tmp_path)
+    reflect.main(["--run", str(tmp_path), "--model", "tiny-random", "--dtype", "fp32", "--min-words", "1",
+                  "--max-new-tokens", "12"])
+    logs = common.read_jsonl(tmp_path / "reflections.jsonl")
+    kept = common.read_jsonl(tmp_path / "reflect.jsonl")
+    ro = {r["id"]: r for r in common.read_jsonl(run / "rollouts.jsonl")}
+    assert len(logs) == len(ro) and len(kept) == sum(not x["dropped"] for x in logs)
+    for k in kept:
+        answer = k["messages"][-1]["content"]
+        assert answer.startswith("Thought: ") and answer.endswith(f"\nAction: {ro[k['id']]['expert']['action']}")
+        assert common.parse_action(answer) == ro[k["id"]]["expert"]["action"]
+        assert k["messages"][0]["content"] == prompts.POLICY_SYSTEM

@@ -1,0 +1,89 @@
+"""The environment: gold paths, splits, replay/branching, garbage actions, the state's kept facts."""
+import pytest
+
+import envs
+import prompts
+
+
+@pytest.mark.parametrize("name", envs.ENV_NAMES)
+def test_gold_path_succeeds_on_every_split(name):
+    with envs.make(name) as env:
+        for split in ("train", "test", "ood"):
+            for task in env.tasks(split)[:20]:
+                gold = env.expert_actions(task)
+                env.reset(task)
+                for a in gold:
+                    assert a in env.valid_actions(), (task["task_id"], a)
+                    env.step(a)
+                assert env.success(), task["task_id"]
+
+
+def test_splits_do_not_share_tasks(cooking):
+    keys = {s: {(t["fold"], t["seed"], t["params"]) for t in cooking.tasks(s)} for s in ("train", "test", "ood")}
+    assert len(keys["train"]) == 800 and len(keys["test"]) == 200 and len(keys["ood"]) == 1000
+    assert not keys["train"] & keys["test"] and not keys["train"] & keys["ood"] and not keys["test"] & keys["ood"]
+    ids = [t["task_id"] for s in ("train", "test", "ood") for t in cooking.tasks(s)]
+    assert len(ids) == len(set(ids))
+
+
+def test_replay_restores_the_same_state_and_every_valid_action_steps(cooking):
+    task = cooking.tasks("train")[3]
+    gold = cooking.expert_actions(task)
+    cooking.reset(task)
+    for a in gold[:4]:
+        cooking.step(a)
+    snap, text, obs = cooking.snapshot(), prompts.state_text(cooking.view()), cooking.observation
+    valid = cooking.valid_actions()
+    assert len(valid) > 5
+    outcomes = {}
+    for a in valid:
+        cooking.restore(snap)
+        assert cooking.observation == obs and prompts.state_text(cooking.view()) == text
+        o, r, d = cooking.step(a)
+        assert isinstance(o, str) and o and "Unknown action" not in o, a
+        outcomes[a] = o
+    # branching is deterministic: the same action from the same state gives the same next state
+    cooking.restore(snap)
+    assert cooking.step(valid[0])[0] == outcomes[valid[0]]
+
+
+@pytest.mark.parametrize("garbage", ["", "x" * 2000, "ünïcødé ☃ 日本", "Action:", "\n\n", "take", "eat meal\nopen fridge"])
+def test_garbage_actions_never_raise(cooking, garbage):
+    cooking.reset(cooking.tasks("test")[0])
+    obs, reward, done = cooking.step(garbage)
+    assert isinstance(obs, str) and obs and reward == 0.0 and not done
+    assert garbage not in cooking.valid_actions()
+
+
+def test_unknown_env_and_split_are_one_line_errors():
+    with pytest.raises(envs.EnvError, match="unknown env"):
+        envs.make("alfworld")
+    with pytest.raises(envs.EnvError, match="unknown split"):
+        envs.check_split("dev")
+    with envs.make("twx-coin") as env, pytest.raises(envs.EnvError, match="unknown split"):
+        env.tasks("validation")
+
+
+def test_setting_override_changes_every_split():
+    with envs.make("twx-cooking:numIngredients=2") as env:
+        assert all("numIngredients=2" in t["params"] for s in ("train", "ood") for t in env.tasks(s)[:3])
+    with pytest.raises(envs.EnvError, match="key=value"):
+        envs.make("twx-cooking:oops")
+
+
+def test_recipe_stays_visible_at_every_cook_step(cooking):
+    """The state keeps the decisive facts: a recipe read at step 2 is still in view when cooking,
+    long after it has left the short history."""
+    checked = 0
+    for task in cooking.tasks("train")[:30]:
+        gold = cooking.expert_actions(task)
+        cooking.reset(task)
+        for a in gold:
+            state = prompts.state_text(cooking.view())
+            if a.startswith("cook ") or a.startswith(("slice ", "dice ", "chop ")):
+                assert "Note: Gather all following ingredients" in state, (task["task_id"], a)
+                ingredient = a.split(" in ")[0].split(" ", 1)[1]
+                assert ingredient in state.split("Note:")[1].split("\n")[0]
+                checked += 1
+            cooking.step(a)
+    assert checked >= 30

@@ -1,0 +1,81 @@
+"""evaluate.py: well-formed outputs, determinism, resume, one-line errors; the results table."""
+import json
+
+import pytest
+
+import common
+import evaluate
+from conftest import run_script
+
+ARGS = ["--model", "tiny-random", "--dtype", "fp32", "--env", "twx-coin", "--split", "test", "ood",
+        "--episodes", "4", "--batch", "3", "--max-steps", "3"]
+
+
+def test_writes_episodes_and_summary_and_reruns_identically(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    evaluate.main(ARGS + ["--out", str(a)])
+    evaluate.main(ARGS + ["--out", str(b)])
+    for name in ("test.jsonl", "ood.jsonl", "summary.jsonl"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    eps = common.read_jsonl(a / "test.jsonl")
+    assert len(eps) == 4 and len({e["task_id"] for e in eps}) == 4
+    for e in eps:
+        assert set(e) >= {"task_id", "success", "score", "steps", "invalid", "trajectory"}
+        assert e["steps"] == len(e["trajectory"]) <= 3
+        assert e["invalid"] == sum(not s["valid"] for s in e["trajectory"])
+        assert all(set(s) >= {"answer", "action", "valid", "observation"} for s in e["trajectory"])
+    summary = {r["split"]: r for r in common.read_jsonl(a / "summary.jsonl")}
+    assert summary["test"]["n"] == 4 and summary["test"]["successes"] == sum(e["success"] for e in eps)
+    assert json.loads((a / "args.json").read_text())["episodes"] == 4
+
+
+def test_interrupted_run_resumes_without_duplicates(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    evaluate.main(ARGS + ["--out", str(full)])
+    evaluate.main(ARGS[:-6] + ["--episodes", "2", "--batch", "3", "--max-steps", "3", "--out", str(cut)])
+    # a torn line, as left by a kill in the middle of a write
+    with open(cut / "test.jsonl", "a") as f:
+        f.write('{"task_id": "twx-coin/test/80')
+    evaluate.main(ARGS + ["--out", str(cut)])
+    for split in ("test", "ood"):
+        got = common.read_jsonl(cut / f"{split}.jsonl")
+        assert sorted(e["task_id"] for e in got) == sorted(e["task_id"] for e in common.read_jsonl(full / f"{split}.jsonl"))
+
+
+def test_refuses_to_resume_another_models_folder(tmp_path):
+    evaluate.main(ARGS + ["--out", str(tmp_path)])
+    with pytest.raises(common.UserError, match="another setting"):
+        evaluate.main([a if a != "tiny-random" else "tiny-random-32x1" for a in ARGS] + ["--out", str(tmp_path)])
+
+
+def test_bad_input_is_one_line_and_nonzero(tmp_path):
+    for args, text in [(["--env", "nope", "--out", tmp_path], "unknown env"),
+                       (["--split", "dev", "--out", tmp_path, "--model", "tiny-random"], "unknown split")]:
+        r = run_script("evaluate.py", *args)
+        assert r.returncode == 2 and text in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": []}\nnot json\n')
+    r = run_script("train.py", "--model", "tiny-random", "--data", bad, "--out", tmp_path / "ck")
+    assert r.returncode == 2 and "bad.jsonl:2: malformed JSON" in r.stderr and not (tmp_path / "ck").exists()
+
+
+def test_results_table_means_gains_and_pairs(tmp_path):
+    def put(method, seed, outcomes):
+        d = tmp_path / "eval" / method / f"s{seed}"
+        d.mkdir(parents=True)
+        common.write_jsonl(d / "test.jsonl", [{"task_id": f"t{i}", "success": s} for i, s in enumerate(outcomes)])
+        common.write_jsonl(d / "summary.jsonl", [{"model": method, "split": "test", "mode": "raw"}])
+    put("il", 0, [1, 0, 0, 0])   # 0.25
+    put("il", 1, [1, 1, 0, 0])   # 0.50
+    put("iwm", 0, [1, 1, 0, 0])  # 0.50: +1 / -0 against il s0
+    put("iwm", 1, [0, 1, 1, 1])  # 0.75: +2 / -1 against il s1
+    rows = {r["method"]: r for r in evaluate.results_table(tmp_path)}
+    assert rows["il"]["success"] == pytest.approx(0.375) and "gain_vs_il" not in rows["il"]
+    assert rows["iwm"]["success"] == pytest.approx(0.625)
+    assert rows["iwm"]["gain_vs_il"] == pytest.approx(0.25)
+    assert rows["iwm"]["paired_vs_il"] == {"wins": 3, "losses": 1}
+    # two seeds: t(1) = 12.706 times sd / sqrt(2); sd of (0.5, 0.75) = 0.17678
+    assert rows["iwm"]["ci95"] == pytest.approx(12.706 * 0.17678 / 2 ** 0.5, abs=1e-3)
+    md = evaluate.write_table(tmp_path, list(rows.values()))
+    assert "| iwm | test | 2 | 8 | 62.5 ± " in md and "+25.0" in md and (tmp_path / "results.jsonl").exists()

@@ -1,0 +1,35 @@
+"""SMOKE=1 bash run.sh: every stage's files, the table with every method on both splits, and a
+second run that skips the finished stages."""
+import os
+import subprocess
+
+import common
+from conftest import ROOT
+
+METHODS = ["prompt", "prompt-mapped", "il", "il-matched", "iwm", "iwm-matched", "sr"]
+
+
+def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
+    run = tmp_path / "smoke"
+    env = {**os.environ, "SMOKE": "1", "RUN_SMOKE": str(run)}
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for name in ("expert.jsonl", "rollouts.jsonl", "iwm.jsonl", "reflections.jsonl", "reflect.jsonl",
+                 "collect_args.json", "collect_stats.json", "results.md", "results.jsonl"):
+        assert (run / name).exists(), name
+    for arm in ("il", "iwm-stage1", "iwm", "iwm-matched", "il-matched", "sr"):
+        assert (run / "ckpt" / f"{arm}-s0" / "adapter_model.safetensors").exists(), arm
+    rows = common.read_jsonl(run / "results.jsonl")
+    assert sorted((x["method"], x["split"]) for x in rows) == sorted((m, s) for m in METHODS for s in ("test", "ood"))
+    assert all(x["episodes"] == 3 for x in rows)
+    # budgets: iwm-matched's stage 2 + stage 1 = il's steps; il-matched = stage 1 + il
+    steps = {a: sum(1 for _ in open(run / "ckpt" / f"{a}-s0" / "loss.jsonl"))
+             for a in ("il", "iwm-stage1", "iwm", "iwm-matched", "il-matched")}
+    assert steps["iwm"] == steps["il"] and steps["il-matched"] == steps["il"] + steps["iwm-stage1"]
+    assert steps["iwm-matched"] == max(1, steps["il"] - steps["iwm-stage1"])
+    before = (run / "expert.jsonl").stat().st_mtime
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    times = (run / "stage_times.tsv").read_text().split("\n")
+    assert [t.split("\t")[0] for t in times if t] == ["total"]  # nothing re-ran
+    assert (run / "expert.jsonl").stat().st_mtime == before

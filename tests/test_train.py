@@ -1,0 +1,82 @@
+"""train.py: the loss, the checkpoint, and a learning test (the tiny model beats its untrained self)."""
+import json
+
+import pytest
+import torch
+
+import collect
+import common
+import evaluate
+import prompts
+import train
+
+
+def _batch(tok):
+    chats = [prompts.policy_messages("Observation: a fridge\nValid actions: open fridge", "Action: open fridge"),
+             prompts.policy_messages("Goal: eat\nObservation: You take the knife.", "Thought: I need food.\nAction: eat meal")]
+    examples = []
+    for c in chats:
+        ids, labels = common.encode_chat(tok, c)
+        examples.append({"ids": ids, "labels": labels})
+    return train.collate(examples, tok.pad_token_id, "cpu")
+
+
+def test_head_only_on_targets_equals_full_logits_loss(tiny):
+    model, tok = tiny
+    ids, labels, mask = _batch(tok)
+    with torch.no_grad():
+        a = train.sft_loss_sum(model, ids, mask, labels)
+        b = train.full_logits_loss(model, ids, mask, labels)
+    assert a.item() == pytest.approx(b.item(), rel=1e-5)
+    assert int((labels[:, 1:] != common.IGNORE).sum()) == len(train.target_logprobs(model, ids, mask, labels)[0])
+
+
+def test_cosine_schedule():
+    assert train.cosine_lr(0, 100, 10) == pytest.approx(1 / 11)
+    assert train.cosine_lr(10, 100, 10) == pytest.approx(1.0)
+    assert train.cosine_lr(55, 100, 10) == pytest.approx(0.5)
+    assert train.cosine_lr(100, 100, 10) == pytest.approx(0.0)
+
+
+@pytest.fixture(scope="module")
+def expert(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    collect.main(["--env", "twx-coin:numLocations=2", "--tasks", "40", "--k-iwm", "1", "--k-sr", "0", "--out", str(out)])
+    return out
+
+
+def test_lora_checkpoint_trains_every_adapter_weight_and_reloads_identically(expert, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "il"
+    train.main(["--model", "tiny-random", "--dtype", "fp32", "--data", str(expert / "expert.jsonl"),
+                "--steps", "4", "--batch", "4", "--lr", "1e-2", "--out", str(out)])
+    saved = load_file(out / "adapter_model.safetensors")
+    assert saved and all("lora_" in k for k in saved)
+    # LoRA's B matrices start at zero: every one must have moved, and every A too (from its init)
+    torch.manual_seed(0)
+    fresh, _, _ = train.build_model(train.parse_args(["--model", "tiny-random", "--dtype", "fp32", "--data", "x", "--out", "y"]))
+    init = {k.replace(".default", ""): v for k, v in fresh.state_dict().items() if "lora_" in k}
+    for k, v in saved.items():
+        assert not torch.equal(v, init[k]), k
+    log = [json.loads(x) for x in (out / "loss.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4] and json.loads((out / "args.json").read_text())["steps"] == 4
+    # reload (merged for inference) and unmerged trainable: the same greedy answers
+    merged, tok = common.load_model(str(out), dtype="fp32")
+    adapter, _ = common.load_model(str(out), dtype="fp32", trainable=True)
+    chats = [prompts.policy_messages(r["state"]) for r in common.read_jsonl(expert / "expert.jsonl")[:6]]
+    assert common.generate(merged, tok, chats, max_new_tokens=6) == common.generate(adapter, tok, chats, max_new_tokens=6)
+
+
+def test_learning_imitation_beats_the_untrained_model(expert, tmp_path):
+    """The tiny model, trained by train.py on 40 expert games of an easy setting, solves held-out
+    games that its untrained self never solves."""
+    ckpt = tmp_path / "il"
+    train.main(["--model", "tiny-random", "--full", "--lr", "3e-3", "--steps", "60", "--batch", "16",
+                "--data", str(expert / "expert.jsonl"), "--out", str(ckpt)])
+    common_args = ["--env", "twx-coin:numLocations=2", "--split", "test", "--episodes", "20", "--batch", "20",
+                   "--max-steps", "4"]
+    before = evaluate.main(common_args + ["--model", "tiny-random", "--out", str(tmp_path / "before")])[0]
+    after = evaluate.main(common_args + ["--model", str(ckpt), "--out", str(tmp_path / "after")])[0]
+    assert before["success"] == 0.0
+    assert after["success"] >= 0.3 and after["invalid_rate"] < before["invalid_rate"]
