@@ -36,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=25, help="episodes played in lockstep")
     p.add_argument("--max-steps", type=int, default=0, help="step limit per episode (0 = the env's default)")
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="answer length cap (raise it for Thought: answers)")
+    p.add_argument("--max-new-tokens", type=int, default=24, help="answer length cap (raise it for Thought: answers)")
     p.add_argument("--action-mode", choices=["raw", "mapped"], default="raw", help="raw answer or closest valid action")
     p.add_argument("--label", default=None, help="name of this model in the summary (default: --model)")
     p.add_argument("--seed", type=int, default=0, help="random seed (sampling)")

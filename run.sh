@@ -22,7 +22,7 @@ K_SR=${K_SR:-2}                    # policy-sampled alternatives per expert stat
 EPOCHS=${EPOCHS:-2}                # the imitation budget; IWM and SR get the same
 BATCH=${BATCH:-8}                  # examples per optimizer step
 LR=${LR:-2e-4}                     # LoRA learning rate
-EPISODES=${EPISODES:-40}           # evaluation episodes per split and method
+EPISODES=${EPISODES:-30}           # evaluation episodes per split and method
 EVAL_BATCH=${EVAL_BATCH:-20}       # episodes played in lockstep
 MAX_STEPS=${MAX_STEPS:-0}          # episode step limit (0 = the env's default)
 CONCLUDE=${CONCLUDE:-append}       # reflect.py: who writes the final Action line (see reflect.py)
@@ -99,7 +99,7 @@ ev "$RUN/eval/prompt/s0" --model "$MODEL" --label prompt
 ev "$RUN/eval/prompt-mapped/s0" --model "$MODEL" --label prompt-mapped --action-mode mapped
 for seed in $SEEDS; do
   for arm in $ARMS; do
-    tokens=32; [[ $arm == sr ]] && tokens=128   # SR answers think first ("Thought: ...")
+    tokens=24; [[ $arm == sr ]] && tokens=128   # SR answers think first ("Thought: ...")
     ev "$RUN/eval/$arm/s$seed" --model "$RUN/ckpt/$arm-s$seed" --label "$arm" --max-new-tokens $tokens
   done
 done
