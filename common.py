@@ -437,16 +437,22 @@ def map_to_valid(action: str, valid: list[str]) -> str:
 # The batched episode loop (evaluate.py, rl.py)
 def run_episodes(model, tok, env_name: str, tasks: list[dict], *, batch: int = 16, max_steps: int | None = None,
                  temperature: float = 0.0, max_new_tokens: int = 48, action_mode: str = "raw",
-                 history: int | None = None, progress: str | None = "episodes", keep_messages: bool = False):
+                 history: int | None = None, progress: str | None = "episodes", keep_messages: bool = False,
+                 pool: list | None = None):
     """Play `tasks` with the model, `batch` episodes in lockstep: one batched generate call per step
     across all live episodes; a finished episode's slot takes the next task. Yields one record per
-    finished episode (in finishing order, deterministic for a given batch size)."""
+    finished episode (in finishing order, deterministic for a given batch size).
+    `pool`: envs to reuse across calls (each env is a JVM that takes ~0.3 s to start); the caller
+    closes them. Without it, the loop opens min(batch, len(tasks)) envs and closes them at the end."""
     import envs
     import prompts
     from tqdm import tqdm
 
     history = prompts.HISTORY if history is None else history
-    pool = [envs.make(env_name) for _ in range(max(1, min(batch, len(tasks))))]
+    own = pool is None
+    if own:
+        pool = [envs.make(env_name) for _ in range(max(1, min(batch, len(tasks))))]
+    pool = pool[: max(1, min(batch, len(tasks)))]
     max_steps = max_steps or pool[0].max_steps
     queue = list(tasks)
     slots: list[dict | None] = [None] * len(pool)
@@ -483,8 +489,9 @@ def run_episodes(model, tok, env_name: str, tasks: list[dict], *, batch: int = 1
                     bar.update(1)
     finally:
         bar.close()
-        for env in pool:
-            env.close()
+        if own:
+            for env in pool:
+                env.close()
 
 
 # ---------------------------------------------------------------------------------------------

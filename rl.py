@@ -1,0 +1,315 @@
+"""Reinforcement learning after early experience: GRPO on multi-turn episodes (paper section 5.4).
+
+Start from any checkpoint (IL, IWM, SR, or the untuned model) and improve it with the task's reward.
+The paper's claim to check: with the same GRPO recipe and budget, starting from IWM or SR ends higher
+than starting from IL.
+
+One update:
+  1. rollouts: M training tasks, G episodes each from the same start (a group), sampled at
+     temperature 1.0, all played in lockstep by common.run_episodes (the loop evaluate.py uses);
+  2. reward R: 1 for task success else 0 (or the game's 0-1 score), minus --invalid-penalty per
+     invalid action as a fraction of the episode's steps;
+  3. advantage A = (R - mean of the group) / (std of the group + eps), one number per episode,
+     shared by every action token of every step of that episode. A group whose rewards are all
+     equal (all solved, all failed, or G = 1) has A = 0 everywhere and teaches nothing: watch the
+     fraction of such groups (zero_std) - if it is near 1, the tasks are too easy or too hard;
+  4. loss per action token t (PPO-style; averaged per answer, then over answers, as the original
+     GRPO does; --norm token averages over all tokens instead):
+        ratio = exp(logp_t - logp_old_t)
+        L = -min(ratio * A, clip(ratio, 1-eps, 1+eps) * A) + beta * k3(logp_ref_t - logp_t)
+     with k3(x) = exp(x) - x - 1 >= 0 (an unbiased, always-positive KL estimate). The tokens are
+     exactly the assistant answer of each step (common.encode_chat's mask), the state text is
+     the one evaluation uses.
+
+Why the loss sits near 0 while the model still learns: with one inner epoch, ratio = 1 at the
+moment of the gradient, so L = -mean(A) (+ KL = 0); advantages are centred per group, so L ~ 0
+whatever the policy does. Its gradient, -mean(A * grad logp), is not zero: it raises the log-
+probability of actions in better-than-average episodes and lowers the others. Do not watch the loss;
+watch reward and success (up), zero_std (not stuck at 1), kl (small and slowly rising), tokens/s.
+
+LoRA trick for the reference policy: the start checkpoint is merged into the base weights and a
+fresh LoRA adapter is trained on top. The reference policy (for KL) is the same model with the
+adapter switched off (`with model.disable_adapter()`), so no second copy of the model is needed.
+
+Inputs:  --init (a train.py checkpoint or any model); the env's train split
+Outputs: OUT/curve.jsonl (one line per update), OUT/ckpt/ (adapter over --init), OUT/args.json;
+         --plot RUN_DIRS... draws success vs update of several runs into one PNG
+
+Examples:
+  python rl.py --init runs/demo/ckpt/il-s0 --env twx-cooking --updates 50 --group 8 --out runs/demo/rl/il
+  python rl.py --plot runs/demo/rl/il runs/demo/rl/iwm runs/demo/rl/sr --out runs/demo/rl/curves.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import common
+import envs
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--init", default=common.EMBEDDED, help="start policy: checkpoint folder or model name")
+    p.add_argument("--env", default="twx-cooking", help=f"environment: {', '.join(envs.ENV_NAMES)}")
+    p.add_argument("--updates", type=int, default=50, help="policy updates")
+    p.add_argument("--tasks-per-update", type=int, default=2, help="M: training tasks per update")
+    p.add_argument("--group", type=int, default=8, help="G: episodes per task (a GRPO group)")
+    p.add_argument("--train-tasks", type=int, default=200, help="tasks are drawn from the first N of the train split")
+    p.add_argument("--temperature", type=float, default=1.0, help="rollout sampling temperature")
+    p.add_argument("--reward", choices=["success", "score"], default="success", help="episode reward")
+    p.add_argument("--invalid-penalty", type=float, default=0.0, help="subtracted x (invalid steps / steps)")
+    p.add_argument("--lr", type=float, default=5e-5, help="learning rate (LoRA; ~1e-6 with --full)")
+    p.add_argument("--inner-epochs", type=int, default=1, help="passes over each update's rollouts (>1 uses clipping)")
+    p.add_argument("--clip", type=float, default=0.2, help="PPO clip range")
+    p.add_argument("--kl", type=float, default=0.0, help="beta: weight of the k3 KL to the start policy")
+    p.add_argument("--norm", choices=["answer", "token"], default="answer",
+                   help="loss average: per answer (original GRPO) or per token")
+    p.add_argument("--micro-batch", type=int, default=8, help="steps per forward pass")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank of the RL adapter")
+    p.add_argument("--full", action="store_true", help="train all weights (KL then needs a second model copy)")
+    p.add_argument("--batch", type=int, default=16, help="episodes in lockstep")
+    p.add_argument("--max-steps", type=int, default=0, help="episode step limit (0 = the env's default)")
+    p.add_argument("--max-new-tokens", type=int, default=24, help="answer length cap")
+    p.add_argument("--eval-every", type=int, default=10, help="evaluate on the test split every N updates (0 = never)")
+    p.add_argument("--eval-episodes", type=int, default=30, help="test episodes per evaluation (greedy)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--dtype", default="auto", help="auto (bf16), bf16, fp32")
+    p.add_argument("--plot", nargs="+", default=None, metavar="RUN", help="plot the curves of these rl.py outputs to --out (PNG)")
+    p.add_argument("--out", required=True, help="output folder (or PNG file with --plot)")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------
+def group_advantages(rewards: list[float], eps: float = 1e-6) -> list[float]:
+    """GRPO: (R - group mean) / (group std + eps), population std. All-equal groups (and G = 1) -> 0."""
+    g = len(rewards)
+    mean = sum(rewards) / g
+    std = (sum((r - mean) ** 2 for r in rewards) / g) ** 0.5
+    if std == 0:
+        return [0.0] * g
+    return [(r - mean) / (std + eps) for r in rewards]
+
+
+def episode_reward(ep: dict, kind: str, invalid_penalty: float) -> float:
+    r = float(ep["success"]) if kind == "success" else float(ep["score"])
+    return r - invalid_penalty * ep["invalid"] / max(1, ep["steps"])
+
+
+def step_examples(tok, episodes: list[dict], advantages: list[float]) -> list[dict]:
+    """One training record per step: the state's chat + the sampled answer; the mask covers the
+    answer's tokens (and its end-of-turn token) only. Note: the answer is re-tokenized from text,
+    which can differ from the sampled tokens in rare BPE cases, and an answer cut by the length cap
+    gets an end-of-turn token it never sampled; both are small biases we accept for simplicity."""
+    out = []
+    for ep, adv in zip(episodes, advantages):
+        for step in ep["trajectory"]:
+            chat = step["messages"] + [{"role": "assistant", "content": step["answer"]}]
+            try:
+                ids, labels = common.encode_chat(tok, chat)
+            except common.UserError:
+                continue  # an empty answer has no token to learn from
+            out.append({"ids": ids, "labels": labels, "adv": adv})
+    return out
+
+
+def token_logprobs(model, batch, device):
+    """Per-token log-probs of the action tokens (flattened), each token's advantage, and each
+    token's weight 1 / (tokens in its answer) for the per-answer mean of the original GRPO."""
+    import torch
+
+    import train
+
+    ids, labels, mask = train.collate(batch, 0, device)
+    logp, keep = train.target_logprobs(model, ids, mask, labels)
+    adv = torch.tensor([e["adv"] for e in batch], device=device)[:, None].expand_as(keep)[keep]
+    per_answer = keep.sum(1, keepdim=True).clamp(min=1).float()
+    weight = (1.0 / per_answer).expand_as(keep)[keep]
+    return logp, adv, weight
+
+
+def policy_loss(logp, old_logp, ref_logp, adv, clip: float, beta: float, weight=None):
+    """PPO-clipped policy gradient + beta * k3 KL, summed over tokens with optional per-token weights
+    (the caller divides by the number of tokens or answers)."""
+    import torch
+
+    ratio = torch.exp(logp - old_logp)
+    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip, 1 + clip) * adv)
+    loss = -surrogate
+    kl = torch.zeros_like(logp)
+    if ref_logp is not None:
+        x = ref_logp - logp
+        kl = torch.exp(x) - x - 1
+        loss = loss + beta * kl
+    if weight is not None:
+        loss, kl = loss * weight, kl * weight
+    return loss.sum(), kl.detach().sum()
+
+
+# ---------------------------------------------------------------------------------------------
+def build_policy(args):
+    """The start policy merged into the weights, plus a fresh trainable LoRA adapter (or --full)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = common.load_model(args.init, dtype="fp32" if args.full else args.dtype)
+    if args.full:
+        return model, tok
+    torch.manual_seed(args.seed)
+    model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0,
+                                             target_modules="all-linear", task_type="CAUSAL_LM"))
+    return model, tok
+
+
+def evaluate_greedy(model, tok, args, pool, split: str = "test") -> float:
+    tasks = pool[0].tasks(split)[: args.eval_episodes]
+    model.eval()
+    eps = list(common.run_episodes(model, tok, args.env, tasks, batch=args.batch, max_steps=args.max_steps or None,
+                                   max_new_tokens=args.max_new_tokens, progress=None, pool=pool))
+    return sum(e["success"] for e in eps) / len(eps)
+
+
+def update(model, tok, opt, episodes: list[dict], args, device) -> dict:
+    """One GRPO update from a batch of finished episodes, grouped by task."""
+    import torch
+
+    groups: dict[str, list[dict]] = {}
+    for ep in episodes:
+        groups.setdefault(ep["task_id"].split("#")[0], []).append(ep)
+    flat, advs, rewards, zero = [], [], [], 0
+    for eps in groups.values():
+        r = [episode_reward(e, args.reward, args.invalid_penalty) for e in eps]
+        a = group_advantages(r)
+        zero += all(x == 0 for x in a)
+        flat += eps
+        advs += a
+        rewards += r
+    records = step_examples(tok, flat, advs)
+    if args.kl == 0:  # zero-advantage steps have zero gradient without KL: skip their compute
+        records = [x for x in records if x["adv"] != 0]
+    stats = {"reward": sum(rewards) / len(rewards), "success": sum(e["success"] for e in flat) / len(flat),
+             "zero_std": zero / len(groups), "steps": len(records), "loss": 0.0, "kl": 0.0}
+    if not records:
+        return stats
+    use_ref = args.kl > 0 and not args.full
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    model.eval()
+    # old (and reference) log-probs, computed exactly as the new ones are (same autocast): in bf16 the
+    # two routes can differ by a few hundredths of a nat, enough to push ratios out of the clip range
+    with torch.no_grad(), autocast:
+        for i in range(0, len(records), args.micro_batch):
+            part = records[i: i + args.micro_batch]
+            old, _, _ = token_logprobs(model, part, device)
+            sizes = [sum(x != common.IGNORE for x in e["labels"][1:]) for e in part]
+            ref = None
+            if use_ref:
+                with model.disable_adapter():
+                    ref, _, _ = token_logprobs(model, part, device)
+            for e, o, r in zip(part, old.split(sizes), (ref.split(sizes) if ref is not None else [None] * len(part))):
+                e["old"], e["ref"] = o, r
+    model.train()
+    # "answer": each step's answer counts once, whatever its length (the original GRPO); "token": every
+    # token counts once (long answers weigh more; with garbage answers of 24 tokens against valid
+    # ones of 5, the garbage dominates the gradient).
+    n_tokens = sum(len(e["old"]) for e in records)
+    denom = len(records) if args.norm == "answer" else n_tokens
+    for _ in range(args.inner_epochs):
+        total, kl_total = 0.0, 0.0
+        for i in range(0, len(records), args.micro_batch):
+            part = records[i: i + args.micro_batch]
+            with autocast:
+                logp, adv, weight = token_logprobs(model, part, device)
+            old = torch.cat([e["old"] for e in part]).float()
+            ref = torch.cat([e["ref"] for e in part]).float() if use_ref else None
+            loss, kl = policy_loss(logp.float(), old, ref, adv, args.clip, args.kl,
+                                   weight if args.norm == "answer" else None)
+            (loss / denom).backward()
+            total += loss.item() / denom
+            kl_total += kl.item() / denom
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    stats.update(loss=total, kl=kl_total, tokens=n_tokens)
+    return stats
+
+
+def plot(runs: list[str], out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run in runs:
+        rows = common.read_jsonl(Path(run) / "curve.jsonl")
+        pts = [(r["update"], r["test_success"]) for r in rows if r.get("test_success") is not None]
+        tr = [(r["update"], r["success"]) for r in rows if "success" in r]
+        line, = ax.plot(*zip(*pts), marker="o", label=f"{Path(run).name} (test, greedy)") if pts else (None,)
+        if tr:
+            ax.plot(*zip(*tr), alpha=0.35, color=line.get_color() if line else None, label=f"{Path(run).name} (train rollouts)")
+    ax.set_xlabel("GRPO update")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
+
+
+def main(argv=None):
+    import torch
+    from tqdm import tqdm
+
+    args = parse_args(argv)
+    if args.plot:
+        return plot(args.plot, args.out)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pool = [envs.make(args.env) for _ in range(args.batch)]  # one env (JVM) per lockstep slot, reused
+    train_tasks = pool[0].tasks("train")[: args.train_tasks]
+    common.save_args(args, out)
+    common.set_threads(args.threads)
+    common.set_seed(args.seed)
+    model, tok = build_policy(args)
+    device = model.device
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
+    rng = random.Random(args.seed)
+    curve = out / "curve.jsonl"
+    curve.unlink(missing_ok=True)
+    if args.eval_every:
+        common.append_jsonl(curve, {"update": 0, "test_success": evaluate_greedy(model, tok, args, pool)})
+    t0 = time.time()
+    for u in tqdm(range(1, args.updates + 1), desc="GRPO updates"):
+        tasks = rng.sample(train_tasks, min(args.tasks_per_update, len(train_tasks)))
+        batch = [{**t, "task_id": f"{t['task_id']}#{j}"} for t in tasks for j in range(args.group)]
+        common.set_seed(args.seed * 1_000_003 + u)
+        model.eval()
+        episodes = list(common.run_episodes(model, tok, args.env, batch, batch=args.batch,
+                                            max_steps=args.max_steps or None, temperature=args.temperature,
+                                            max_new_tokens=args.max_new_tokens, keep_messages=True, progress=None,
+                                            pool=pool))
+        stats = update(model, tok, opt, episodes, args, device)
+        stats["update"] = u
+        stats["seconds"] = round(time.time() - t0, 1)
+        stats["tokens_per_s"] = round(stats.get("tokens", 0) / max(1e-9, time.time() - t0), 1)
+        if args.eval_every and (u % args.eval_every == 0 or u == args.updates):
+            stats["test_success"] = evaluate_greedy(model, tok, args, pool)
+        common.append_jsonl(curve, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.items()})
+        tqdm.write(json.dumps({k: stats[k] for k in ("update", "reward", "success", "zero_std", "kl") if k in stats}))
+    for env in pool:
+        env.close()
+    import train  # the same atomic checkpoint writer as supervised training
+
+    base_name = args.init
+    train.save_checkpoint(model, tok, args, base_name, common.read_jsonl(curve), out / "ckpt")
+    print(f"saved {out / 'ckpt'}")
+
+
+if __name__ == "__main__":
+    common.run_main(main)

@@ -1,0 +1,80 @@
+"""rl.py: group advantages, the action-token mask, the loss, and a learning test."""
+import pytest
+import torch
+
+import collect
+import common
+import evaluate
+import prompts
+import rl
+import train
+
+
+def test_group_advantages_against_hand_computed_groups():
+    # rewards 1,0,0,1: mean .5, population std .5 -> +1, -1, -1, +1
+    assert rl.group_advantages([1, 0, 0, 1]) == pytest.approx([1, -1, -1, 1], abs=1e-5)
+    # 1,0,0,0: mean .25, std sqrt(3)/4 = .4330 -> .75/.433 = 1.7321, -.25/.433 = -.5774
+    assert rl.group_advantages([1, 0, 0, 0]) == pytest.approx([1.7321, -0.5774, -0.5774, -0.5774], abs=1e-3)
+    assert rl.group_advantages([0.5, 0.5, 0.5]) == [0.0, 0.0, 0.0]  # all equal: no signal
+    assert rl.group_advantages([1.0]) == [0.0]  # G = 1: no signal
+    assert sum(rl.group_advantages([0.2, 0.9, 0.4])) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_episode_reward_and_invalid_penalty():
+    ep = {"success": True, "score": 0.75, "invalid": 2, "steps": 8}
+    assert rl.episode_reward(ep, "success", 0.0) == 1.0
+    assert rl.episode_reward(ep, "score", 0.0) == 0.75
+    assert rl.episode_reward(ep, "success", 0.4) == pytest.approx(0.9)
+
+
+def test_masks_cover_exactly_each_steps_action_tokens(tiny):
+    _, tok = tiny
+    steps = [{"messages": prompts.policy_messages(f"Observation: room {i}"), "answer": f"Action: move {d}"}
+             for i, d in enumerate(["east", "west"])]
+    recs = rl.step_examples(tok, [{"trajectory": steps}], [0.5])
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    for rec, step in zip(recs, steps):
+        trained = [t for t, lab in zip(rec["ids"], rec["labels"]) if lab != common.IGNORE]
+        assert trained == tok(step["answer"], add_special_tokens=False)["input_ids"] + [end]
+        assert rec["adv"] == 0.5
+
+
+def test_loss_gradient_is_advantage_weighted_logprob():
+    logp = torch.tensor([-1.0, -2.0, -0.5], requires_grad=True)
+    adv = torch.tensor([1.0, -1.0, 0.0])
+    loss, kl = rl.policy_loss(logp, logp.detach(), None, adv, 0.2, 0.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(-0.0) and kl.item() == 0.0  # ratio 1, advantages sum to 0
+    assert logp.grad.tolist() == pytest.approx([-1.0, 1.0, 0.0])  # d(-A*ratio)/dlogp = -A
+    ref = torch.tensor([-1.0, -1.0, -1.0])
+    _, kl = rl.policy_loss(logp.detach(), logp.detach(), ref, adv, 0.2, 0.1)
+    x = ref - logp.detach()
+    assert kl.item() == pytest.approx((torch.exp(x) - x - 1).sum().item())
+
+
+def test_rl_runs_with_kl_and_saves_a_loadable_adapter(tmp_path):
+    """Two updates with a fresh LoRA adapter and the KL term (reference = adapter switched off):
+    the curve has one line per update plus the evaluation at update 0, KL is >= 0, the RL adapter
+    changed the policy's weights, and the saved checkpoint loads with --model."""
+    env = "twx-coin:numLocations=2"
+    data = tmp_path / "data"
+    collect.main(["--env", env, "--tasks", "8", "--k-iwm", "0", "--k-sr", "0", "--out", str(data)])
+    warm = tmp_path / "il"
+    train.main(["--model", "tiny-random", "--full", "--steps", "60", "--batch", "16", "--lr", "3e-3",
+                "--data", str(data / "expert.jsonl"), "--out", str(warm)])
+    out = tmp_path / "rl"
+    rl.main(["--init", str(warm), "--env", env, "--lr", "1e-2", "--kl", "0.1", "--updates", "2",
+             "--tasks-per-update", "2", "--group", "4", "--train-tasks", "8", "--batch", "8", "--max-steps", "3",
+             "--eval-every", "2", "--eval-episodes", "3", "--out", str(out)])
+    curve = common.read_jsonl(out / "curve.jsonl")
+    assert [c["update"] for c in curve] == [0, 1, 2] and "test_success" in curve[0] and "test_success" in curve[2]
+    assert all(c["kl"] >= 0 and 0 <= c["zero_std"] <= 1 and 0 <= c["success"] <= 1 for c in curve[1:])
+    model, tok = common.load_model(str(out / "ckpt"), dtype="fp32")
+    start, _ = common.load_model(str(warm), dtype="fp32")
+    moved = [n for (n, p), (_, q) in zip(model.named_parameters(), start.named_parameters()) if not torch.equal(p, q)]
+    # the first update starts at the reference (KL gradient 0): only a group with unequal rewards moves it
+    signal = [c["zero_std"] < 1 for c in curve[1:]]
+    assert any(signal) and bool(moved)
+    png = tmp_path / "curves.png"
+    rl.main(["--plot", str(out), "--out", str(png)])
+    assert png.read_bytes()[:4] == b"\x89PNG"
