@@ -429,8 +429,8 @@ def map_to_valid(action: str, valid: list[str]) -> str:
     if not valid:
         return action
     a = action.lower().strip()
-    best = max(sorted(valid), key=lambda v: (difflib.SequenceMatcher(None, a, v.lower()).ratio(), -sorted(valid).index(v)))
-    return best
+    ranked = sorted(valid)  # max() keeps the first of equal scores: ties -> sorted order
+    return max(ranked, key=lambda v: difflib.SequenceMatcher(None, a, v.lower()).ratio())
 
 
 # ---------------------------------------------------------------------------------------------
