@@ -143,15 +143,6 @@ def collect_chunk(env, chunk: list[dict], index: int, args, model, tok, env_name
     return expert_rows, rollout_rows, {"branches": n_branches, "replaced": n_replaced, "skipped": skipped}
 
 
-def shard_range(n: int, shard: str) -> range:
-    try:
-        i, k = (int(x) for x in shard.split("/"))
-        assert 0 <= i < k
-    except (ValueError, AssertionError):
-        raise common.UserError(f"--shard {shard!r}: expected I/N with 0 <= I < N") from None
-    return range(n * i // k, n * (i + 1) // k)
-
-
 def resume(out: Path) -> set:
     """Task ids whose expert and rollout lines are complete; any partial task is cut from both files."""
     ex_path, ro_path = out / "expert.jsonl", out / "rollouts.jsonl"
@@ -187,7 +178,7 @@ def main(argv=None):
     common.set_threads(args.threads)
     tasks = env.tasks(args.split)[: args.tasks]
     chunks = [tasks[i: i + args.chunk] for i in range(0, len(tasks), args.chunk)]
-    mine = shard_range(len(chunks), args.shard)
+    mine = common.shard_range(len(chunks), args.shard)
     done = resume(out)
     model = tok = None
     if args.k_sr > 0:

@@ -127,6 +127,17 @@ def save_args(args, out_dir, name: str = "args.json") -> None:
     write_atomic(Path(out_dir) / name, json.dumps(d, indent=2, default=str) + "\n")
 
 
+def shard_range(n: int, shard: str) -> range:
+    """The I-th of N contiguous parts of range(n) for --shard I/N. Contiguous, so the shards' JSONL
+    files concatenated in order (cat shard0 shard1 ...) are the file one process writes."""
+    try:
+        i, k = (int(x) for x in shard.split("/"))
+        assert 0 <= i < k
+    except (ValueError, AssertionError):
+        raise UserError(f"--shard {shard!r}: expected I/N with 0 <= I < N") from None
+    return range(n * i // k, n * (i + 1) // k)
+
+
 # ---------------------------------------------------------------------------------------------
 # Models
 def default_device() -> str:

@@ -13,6 +13,8 @@ Inputs:  --model (smollm2-135m, tiny-random, a Hugging Face id/folder, or a trai
 Outputs: OUT/{split}.jsonl (or {split}-mapped.jsonl): one line per episode (task, success, score,
          steps, invalid actions, the trajectory); OUT/summary.jsonl: one line per (model, split, mode)
          with n, success rate and a 95% interval; OUT/args.json. Rerunning resumes.
+         Episode lines are rewritten in task order at the end, so `--shard I/N --out DIR_I` runs on
+         N processes or machines concatenate (cat DIR_*/test.jsonl) into the one-process file.
 
 Examples:
   python evaluate.py --model smollm2-135m --env twx-cooking --split test ood --episodes 50 --out runs/demo/eval/prompt
@@ -38,6 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
     p.add_argument("--max-new-tokens", type=int, default=24, help="answer length cap (raise it for Thought: answers)")
     p.add_argument("--action-mode", choices=["raw", "mapped"], default="raw", help="raw answer or closest valid action")
+    p.add_argument("--shard", default="0/1", help="I/N: play the I-th of N contiguous parts of the episodes")
     p.add_argument("--label", default=None, help="name of this model in the summary (default: --model)")
     p.add_argument("--seed", type=int, default=0, help="random seed (sampling)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
@@ -197,7 +200,9 @@ def main(argv=None):
     model = tok = None
     rows, shown = [], {}
     for split in args.split:
-        tasks = env.tasks(split)[: args.episodes]
+        every = env.tasks(split)
+        tasks = every[: args.episodes]
+        tasks = [tasks[i] for i in common.shard_range(len(tasks), args.shard)]
         path = out / (f"{split}.jsonl" if args.action_mode == "raw" else f"{split}-mapped.jsonl")
         done = common.resume_jsonl(path, key="task_id")
         todo = [t for t in tasks if t["task_id"] not in done]
@@ -209,7 +214,9 @@ def main(argv=None):
                                           max_steps=args.max_steps or None, temperature=args.temperature,
                                           max_new_tokens=args.max_new_tokens, action_mode=args.action_mode,
                                           progress=f"{split} episodes"):
-                common.append_jsonl(path, ep)
+                common.append_jsonl(path, ep)  # as they finish: an interrupted run resumes
+            order = {t["task_id"]: i for i, t in enumerate(every)}
+            common.write_jsonl(path, sorted(common.read_jsonl(path), key=lambda e: order.get(e["task_id"], len(order))))
         wanted = {t["task_id"] for t in tasks}
         eps = [e for e in common.read_jsonl(path) if e["task_id"] in wanted]
         shown[split] = eps

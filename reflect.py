@@ -18,8 +18,10 @@ one that repeats itself, one too short to say anything, one cut off mid-sentence
   that size; `append` is the documented fallback used by run.sh for the embedded model.
 
 Inputs:  RUN/rollouts.jsonl (collect.py, with --k-sr > 0)
-Outputs: RUN/reflections.jsonl (every generated text with its verdict; the resume log),
-         RUN/reflect.jsonl (kept examples, {"id", "messages", "meta"}), RUN/reflect_stats.json
+Outputs: OUT (default RUN)/reflections.jsonl (every generated text with its verdict; the resume log),
+         OUT/reflect.jsonl (kept examples, {"id", "messages", "meta"}), OUT/reflect_stats.json
+Several processes or machines: --shard I/N --out DIR_I each; the batches are fixed and seeded by
+their index, so `cat DIR_0/reflect.jsonl DIR_1/reflect.jsonl ...` is the one-process file.
 
 Examples:
   python reflect.py --run runs/demo --model smollm2-135m --show 2
@@ -46,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--max-new-tokens", type=int, default=96, help="safety cap; the prompt asks for two sentences")
     p.add_argument("--min-words", type=int, default=6, help="drop reflections shorter than this")
     p.add_argument("--batch", type=int, default=16, help="prompts per generate call (also the resume unit)")
+    p.add_argument("--shard", default="0/1", help="I/N: write reflections for the I-th of N contiguous parts of the states")
+    p.add_argument("--out", default=None, help="output folder (default: RUN)")
     p.add_argument("--show", type=int, default=0, help="print N kept examples for a person to read")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
@@ -112,25 +116,33 @@ def main(argv=None):
 
     args = parse_args(argv)
     run = Path(args.run)
+    out = Path(args.out or run)
+    out.mkdir(parents=True, exist_ok=True)
     rows = [r for r in common.read_jsonl(run / "rollouts.jsonl")
             if any(a["source"] == "policy" for a in r["alternatives"])]
     if not rows:
         raise common.UserError(f"{run / 'rollouts.jsonl'}: no policy alternatives (run collect.py with --k-sr > 0)")
-    common.save_args(args, run, "reflect_args.json")
+    common.save_args(args, out, "reflect_args.json")
     common.set_threads(args.threads)
-    log = run / "reflections.jsonl"
+    # fixed batches of states, each seeded by its index: a resumed run, or a shard, samples the same texts
+    batches = [rows[i: i + args.batch] for i in range(0, len(rows), args.batch)]
+    mine = common.shard_range(len(batches), args.shard)
+    rows = [r for b in mine for r in batches[b]]
+    log = out / "reflections.jsonl"
     done = common.resume_jsonl(log)
-    todo = [r for r in rows if r["id"] not in done]
+    todo = [b for b in mine if any(r["id"] not in done for r in batches[b])]
     if todo:
         model, tok = common.load_model(args.model, dtype=args.dtype)
         model.eval()
-        for start in tqdm(range(0, len(todo), args.batch), desc="reflections (batches)"):
-            part = todo[start: start + args.batch]
-            common.set_seed(args.seed * 1_000_003 + start + len(done))
+        for b in tqdm(todo, desc="reflections (batches)"):
+            part = batches[b]
+            common.set_seed(args.seed * 1_000_003 + b)
             chats = [reflection_prompt(r, args.k, args.conclude == "model") for r in part]
             texts = common.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
                                     temperature=args.temperature, batch_size=args.batch)
             for r, text in zip(part, texts):
+                if r["id"] in done:  # written before an interruption
+                    continue
                 reason, thought = judge(text, r["expert"]["action"], args.conclude, args.min_words)
                 common.append_jsonl(log, {"id": r["id"], "text": text, "thought": thought, "dropped": reason})
     by_id = {r["id"]: r for r in rows}
@@ -145,9 +157,11 @@ def main(argv=None):
         kept.append({"id": ref["id"],
                      "messages": prompts.policy_messages(row["state"], prompts.action_answer(row["expert"]["action"], ref["thought"])),
                      "meta": {"task_id": row["task_id"], "step": row["step"], "conclude": args.conclude}})
-    common.write_jsonl(run / "reflect.jsonl", kept)
+    order = {r["id"]: i for i, r in enumerate(rows)}
+    kept.sort(key=lambda e: order[e["id"]])  # state order, whatever order the log was written in
+    common.write_jsonl(out / "reflect.jsonl", kept)
     stats = {"states": len(rows), "kept": len(kept), "dropped": reasons}
-    common.write_atomic(run / "reflect_stats.json", common.dumps(stats) + "\n")
+    common.write_atomic(out / "reflect_stats.json", common.dumps(stats) + "\n")
     table = Table(title="reflections")
     table.add_column("verdict")
     table.add_column("count")

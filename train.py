@@ -17,18 +17,25 @@ target positions (the 49k-word head over ~300 prompt positions would dominate a 
 length-grouped batches (less padding); cosine schedule with warm-up; LoRA by default (--full for all
 weights); bf16 compute on CUDA and CPU (base weights bf16, LoRA weights fp32, autocast).
 
+More than one process: `torchrun --nproc_per_node N train.py ...` runs the same script under
+DistributedDataParallel (gloo on CPU, nccl on GPU). Every process draws the same batches; each takes
+its share of every global batch (--batch stays the global batch), so the loss log matches a
+single-process run with the same --batch.
+
 Inputs:  chat JSONL files ({"messages": [...]}) from collect.py / iwm.py / reflect.py
 Outputs: OUT/ (LoRA adapter or full model, tokenizer, args.json, loss.jsonl); load it with --model OUT
 
 Examples:
   python train.py --data runs/demo/expert.jsonl --epochs 2 --out runs/demo/ckpt/il
   python train.py --data runs/demo/expert.jsonl --init runs/demo/ckpt/iwm-stage1 --epochs 2 --out runs/demo/ckpt/iwm
+  torchrun --nproc_per_node 2 train.py --data runs/demo/expert.jsonl --epochs 2 --out runs/demo/ckpt/il
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import random
 import shutil
 import tempfile
@@ -118,13 +125,27 @@ def target_logprobs(model, ids, mask, labels):
     import torch.nn.functional as F
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if hasattr(base, "module"):  # DistributedDataParallel
-        base = base.module
     hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
     targets = labels[:, 1:]  # position t predicts token t+1
     keep = targets != common.IGNORE
     logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
     return -F.cross_entropy(logits, targets[keep], reduction="none"), keep
+
+
+def loss_module(model):
+    """target_logprobs as a torch module: DistributedDataParallel synchronises the gradients of what
+    runs through its forward, so the loss (not only the model) must be inside the wrapped module."""
+    import torch
+
+    class TargetLogprobs(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids, mask, labels):
+            return target_logprobs(self.model, ids, mask, labels)[0]
+
+    return TargetLogprobs(model)
 
 
 def sft_loss_sum(model, ids, mask, labels):
@@ -167,7 +188,7 @@ def show_mask(tok, examples: list[dict], n: int) -> None:
         console.print(f"[b]{trained} trained tokens of {len(e['ids'])}[/b] ({e['source']})\n")
 
 
-def build_model(args):
+def build_model(args, device=None):
     """The model to train: a fresh LoRA adapter (or all weights with --full) over the base, or the
     checkpoint given by --init with its adapter left trainable."""
     import torch
@@ -175,16 +196,42 @@ def build_model(args):
 
     dtype = "fp32" if args.full else args.dtype  # full fine-tuning keeps fp32 master weights
     if args.init:
-        model, tok = common.load_model(args.init, dtype=dtype, trainable=True)
+        model, tok = common.load_model(args.init, dtype=dtype, trainable=True, device=device)
         cfg = Path(args.init) / "adapter_config.json"
         base_name = json.loads(cfg.read_text())["base_model_name_or_path"] if cfg.exists() else args.init
-        return model, tok, base_name
-    model, tok = common.load_model(args.model, dtype=dtype)
-    if not args.full:
-        torch.manual_seed(args.seed)
-        model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0,
-                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
-    return model, tok, args.model
+    else:
+        model, tok = common.load_model(args.model, dtype=dtype, device=device)
+        base_name = args.model
+        if not args.full:
+            torch.manual_seed(args.seed)
+            model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0,
+                                                     target_modules="all-linear", task_type="CAUSAL_LM"))
+    if model.device.type == "cpu":
+        # PyTorch's CPU flash-attention backward is slow: plain matmul attention trains 15% faster
+        # here (bench/train_speed.py); on CUDA the fused kernels win, so they stay.
+        model.set_attn_implementation("eager")
+    return model, tok, base_name
+
+
+def setup_distributed():
+    """(rank, world size, device). torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; a plain
+    `python train.py` is rank 0 of 1 and never touches torch.distributed."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, None
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device, backend = f"cuda:{local}", "nccl"
+    else:
+        device, backend = "cpu", "gloo"
+    dist.init_process_group(backend)
+    return dist.get_rank(), world, device
 
 
 def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path) -> None:
@@ -207,22 +254,27 @@ def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path
 
 def main(argv=None):
     import torch
+    import torch.distributed as dist
     from tqdm import tqdm
 
     args = parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    common.set_threads(args.threads)
+    rank, world, device = setup_distributed()
+    common.set_threads(args.threads or max(1, (os.cpu_count() or 1) // world))  # share the cores
     common.set_seed(args.seed)
-    model, tok, base_name = build_model(args)
+    model, tok, base_name = build_model(args, device)
     examples = load_examples(tok, args.data, args.max_len)
     if args.show_mask:
         show_mask(tok, examples, args.show_mask)
         return
-    common.save_args(args, out.parent, f"{out.name}.args.json")
+    if rank == 0:
+        common.save_args(args, out.parent, f"{out.name}.args.json")
+    if args.batch < world:
+        raise common.UserError(f"--batch {args.batch} is smaller than the {world} processes")
     device = model.device
     micro = args.micro_batch or args.batch
-    rng = random.Random(args.seed)
+    rng = random.Random(args.seed)  # the same on every process: all draw the same global batches
     per_epoch = math.ceil(len(examples) / args.batch)
     total = args.steps if args.steps > 0 else max(1, round(args.epochs * per_epoch))
     warmup = int(args.warmup * total)
@@ -232,22 +284,36 @@ def main(argv=None):
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, total, warmup))
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    loss_fn = loss_module(model)
+    if world > 1:
+        # DDP averages gradients over processes; each process divides its summed loss by the global
+        # batch's target count and multiplies by `world`, so the average is the single-process gradient.
+        loss_fn = torch.nn.parallel.DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
     log, batches, t0, tokens_seen = [], [], time.time(), 0
-    bar = tqdm(range(total), desc=f"train {out.name}")
+    bar = tqdm(range(total), desc=f"train {out.name}", disable=rank != 0)
     for step in bar:
         if not batches:
             batches = length_grouped_batches(examples, args.batch, rng)
         batch = [examples[i] for i in batches.pop(0)]
-        n_target = sum(sum(lab != common.IGNORE for lab in e["labels"][1:]) for e in batch)
-        loss_total = 0.0
-        for start in range(0, len(batch), micro):  # gradient accumulation over micro-batches
-            ids, labels, mask = collate(batch[start: start + micro], tok.pad_token_id, device)
+        n_target = sum(sum(lab != common.IGNORE for lab in e["labels"][1:]) for e in batch)  # global
+        mine = batch[rank::world]
+        weight = world
+        if not mine:  # a short last batch: run one example with weight 0 so the gradient sync still happens
+            mine, weight = batch[:1], 0
+        loss_total, tokens = 0.0, 0
+        for start in range(0, len(mine), micro):  # gradient accumulation over micro-batches
+            ids, labels, mask = collate(mine[start: start + micro], tok.pad_token_id, device)
             with autocast:
-                loss = sft_loss_sum(model, ids, mask, labels) / n_target
+                loss = -loss_fn(ids, mask, labels).sum() / n_target * weight
             loss.backward()
-            loss_total += loss.item()
-            tokens_seen += int(mask.sum())
+            loss_total += loss.item() / world
+            tokens += int(mask.sum()) if weight else 0
+        if world > 1:  # the logged loss and token count of the whole global batch
+            stats = torch.tensor([loss_total, tokens], dtype=torch.float64, device=device)
+            dist.all_reduce(stats)
+            loss_total, tokens = stats[0].item(), int(stats[1].item())
+        tokens_seen += tokens
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
@@ -256,9 +322,13 @@ def main(argv=None):
         log.append({"step": step + 1, "loss": round(loss_total, 5), "lr": sched.get_last_lr()[0],
                     "target_tokens": n_target, "tokens_per_s": round(rate, 1)})
         bar.set_postfix(loss=f"{loss_total:.3f}", tok_s=f"{rate:.0f}")
-    save_checkpoint(model, tok, args, base_name, log, out)
-    print(f"saved {out} ({total} steps, {len(examples)} examples, final loss {log[-1]['loss']:.3f}, "
-          f"{time.time() - t0:.0f} s)")
+    if rank == 0:
+        save_checkpoint(model, tok, args, base_name, log, out)
+        print(f"saved {out} ({total} steps, {len(examples)} examples, final loss {log[-1]['loss']:.3f}, "
+              f"{time.time() - t0:.0f} s, {world} process{'es' if world > 1 else ''})")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
