@@ -16,13 +16,13 @@ MODEL=${MODEL:-smollm2-135m}       # base model: the initial policy, the reflect
 RUN=${RUN:-runs/default}           # where every file goes
 SEEDS=${SEEDS:-0}                  # training seeds; the table gives mean ± 95% interval over them
 ARMS=${ARMS:-il iwm sr}            # methods to train: il il-matched iwm iwm-matched sr
-TASKS=${TASKS:-30}                 # training tasks (expert trajectories)
+TASKS=${TASKS:-20}                 # training tasks (expert trajectories); README: why 20 by default
 K_IWM=${K_IWM:-2}                  # uniform alternatives per expert state, for world modelling
 K_SR=${K_SR:-2}                    # policy-sampled alternatives per expert state, for reflection
 EPOCHS=${EPOCHS:-2}                # the imitation budget; IWM and SR get the same
 BATCH=${BATCH:-8}                  # examples per optimizer step
 LR=${LR:-2e-4}                     # LoRA learning rate
-EPISODES=${EPISODES:-30}           # evaluation episodes per split and method
+EPISODES=${EPISODES:-20}           # evaluation episodes per split and method (the Results section uses 50)
 EVAL_BATCH=${EVAL_BATCH:-20}       # episodes played in lockstep
 MAX_STEPS=${MAX_STEPS:-0}          # episode step limit (0 = the env's default)
 CONCLUDE=${CONCLUDE:-append}       # reflect.py: who writes the final Action line (see reflect.py)
