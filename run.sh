@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole early-experience pipeline, stage by stage (paper: arXiv 2510.08558).
 #
-#   bash run.sh                      # embedded SmolLM2-135M on twx-cooking, this CPU (see README for time)
+#   bash run.sh                      # embedded SmolLM2-135M on twx-cooking: 51 min on 2 CPU cores (README)
 #   SMOKE=1 bash run.sh              # the same stages on a tiny random model and a handful of tasks (~2 min)
 #   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
 #   SEEDS="0 1 2" ARMS="il il-matched iwm iwm-matched sr" bash run.sh     # the fair comparison (README, Results)
@@ -47,7 +47,7 @@ t0=$SECONDS; timing="$RUN/stage_times.tsv"; : > "$timing"
 timed() { local name=$1; shift; local s=$SECONDS; "$@"; printf '%s\t%s\n' "$name" $((SECONDS - s)) >> "$timing"; }
 
 # 1. Collect (paper 4.1): expert trajectories, and at each expert state K_IWM uniform + K_SR policy
-#    alternatives executed one step. -> expert.jsonl, rollouts.jsonl. ~3 min at the defaults.
+#    alternatives executed one step. -> expert.jsonl, rollouts.jsonl. ~2.5 min at the defaults (2 cores).
 stage "1/6 collect"
 [[ -f $RUN/collect_stats.json ]] || timed collect python collect.py --env "$ENV" --split train --tasks "$TASKS" \
   --k-iwm "$K_IWM" --k-sr "$K_SR" --model "$MODEL" --out "$RUN"
@@ -57,11 +57,12 @@ stage "2/6 iwm data"
 [[ -f $RUN/iwm.jsonl ]] || timed iwm python iwm.py --run "$RUN"
 
 # 3. Reflections (paper 4.3): the untuned model explains why the expert's move beats its own
-#    alternatives. -> reflect.jsonl. ~3-5 min at the defaults.
+#    alternatives. -> reflect.jsonl. ~3.5 min at the defaults.
 stage "3/6 reflect"
 [[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --show 1
 
-# 4. Train each arm with the same imitation budget (train.py). -> ckpt/<arm>-s<seed>/. The longest stage.
+# 4. Train each arm with the same imitation budget (train.py). -> ckpt/<arm>-s<seed>/. The longest stage:
+#    at the defaults IL 4.5 min, IWM 7 + 4.5 min, SR 6.5 min (~440 tokens/s, half the bf16 matmul peak).
 #    il           imitation, EPOCHS epochs over expert.jsonl (its step count is "the budget")
 #    iwm          one epoch of world modelling, then the full imitation budget ("full" reading)
 #    iwm-matched  one epoch of world modelling, then imitation for (budget - stage-1 steps) steps
@@ -96,7 +97,8 @@ for seed in $SEEDS; do
 done
 
 # 5. Evaluate (paper 5): success on test (in domain) and ood, for the untuned model (Prompt, raw
-#    and mapped to the closest valid action) and every trained arm. -> eval/<method>/s<seed>/. ~3 min each.
+#    and mapped to the closest valid action) and every trained arm. -> eval/<method>/s<seed>/. 4-5 min each
+#    (20 + 20 episodes; reading the ~300-token prompts is 3/4 of it).
 stage "5/6 evaluate"
 ev() { local out=$1; shift; [[ -f $out/summary.jsonl ]] || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
   python evaluate.py --env "$ENV" --split test ood --episodes "$EPISODES" --batch "$EVAL_BATCH" \
