@@ -64,6 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed (shuffling, LoRA init)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="weights: auto (bf16), bf16, fp32")
+    p.add_argument("--attn", choices=["auto", "eager", "sdpa"], default="auto",
+                   help="attention kernel: auto = plain matmul (eager) on CPU, the fused default (sdpa) on GPU")
     p.add_argument("--show-mask", type=int, default=0, help="print N examples with trained tokens coloured, then exit")
     return p.parse_args(argv)
 
@@ -206,10 +208,10 @@ def build_model(args, device=None):
             torch.manual_seed(args.seed)
             model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0,
                                                      target_modules="all-linear", task_type="CAUSAL_LM"))
-    if model.device.type == "cpu":
-        # PyTorch's CPU flash-attention backward is slow: plain matmul attention trains 15% faster
-        # here (bench/train_speed.py); on CUDA the fused kernels win, so they stay.
-        model.set_attn_implementation("eager")
+    attn = args.attn if args.attn != "auto" else ("eager" if model.device.type == "cpu" else "sdpa")
+    # PyTorch's CPU flash-attention backward is slow: plain matmul attention trains faster on CPU
+    # (bench/train_speed.py --with-sdpa measures it); on CUDA the fused kernels win, so they stay.
+    model.set_attn_implementation(attn)
     return model, tok, base_name
 
 

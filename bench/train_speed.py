@@ -14,6 +14,7 @@ What differs, on purpose (it is what the comparison measures):
              and we turn off (it trades speed for memory; neither run needs the memory).
 
   python bench/train_speed.py --data runs/default/expert.jsonl --steps 8 --repeats 3
+  python bench/train_speed.py --data runs/default/expert.jsonl --steps 8 --repeats 2 --with-sdpa
   python bench/train_speed.py --data runs/default/expert.jsonl --model Qwen/Qwen2.5-0.5B-Instruct --steps 20
 """
 from __future__ import annotations
@@ -43,7 +44,9 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=8, help="examples per step")
     p.add_argument("--repeats", type=int, default=3, help="alternations of the two trainers")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
-    p.add_argument("--worker", choices=["ours", "trl"], default=None, help=argparse.SUPPRESS)
+    p.add_argument("--with-sdpa", action="store_true",
+                   help="also run train.py with --attn sdpa (PyTorch's fused attention) to measure that choice")
+    p.add_argument("--worker", choices=["ours", "ours-sdpa", "trl"], default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -51,10 +54,10 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def run_ours(args, out: Path) -> dict:
+def run_ours(args, out: Path, attn: str = "auto") -> dict:
     import train
 
-    train.main(["--model", args.model, "--data", args.data, "--steps", str(args.steps), "--batch", str(args.batch),
+    train.main(["--attn", attn, "--model", args.model, "--data", args.data, "--steps", str(args.steps), "--batch", str(args.batch),
                 "--threads", str(args.threads), "--warmup", "0.05", "--out", str(out / "ckpt")])
     log = common.read_jsonl(out / "ckpt" / "loss.jsonl")
     return {"tokens_per_s": log[-1]["tokens_per_s"], "final_loss": log[-1]["loss"]}
@@ -99,18 +102,22 @@ def main(argv=None):
     args = parse_args(argv)
     if args.worker:  # one trial in this process; the parent reads the last line
         with tempfile.TemporaryDirectory() as tmp:
-            res = (run_ours if args.worker == "ours" else run_trl)(args, Path(tmp))
+            if args.worker == "trl":
+                res = run_trl(args, Path(tmp))
+            else:
+                res = run_ours(args, Path(tmp), "sdpa" if args.worker == "ours-sdpa" else "auto")
         res["peak_rss_mb"] = round(peak_mb())
         print(json.dumps(res))
         return
     from rich.console import Console
     from rich.table import Table
 
-    results = {"train.py": [], "TRL SFTTrainer": []}
+    ways = [("train.py", "ours"), ("TRL SFTTrainer", "trl")] + ([("train.py --attn sdpa", "ours-sdpa")] if args.with_sdpa else [])
+    results = {name: [] for name, _ in ways}
     base = [sys.executable, str(Path(__file__).resolve()), "--data", args.data, "--model", args.model,
             "--steps", str(args.steps), "--batch", str(args.batch), "--threads", str(args.threads)]
     for r in range(args.repeats):
-        for name, worker in (("train.py", "ours"), ("TRL SFTTrainer", "trl")):
+        for name, worker in ways:
             proc = subprocess.run(base + ["--worker", worker], capture_output=True, text=True, cwd=ROOT,
                                   env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
             if proc.returncode:
@@ -128,6 +135,8 @@ def main(argv=None):
                       f"{runs[0]['final_loss']:.3f}")
     Console().print(table)
     print(f"ratio train.py / TRL (tokens/s): {med['train.py'] / med['TRL SFTTrainer']:.2f}x")
+    if args.with_sdpa:
+        print(f"ratio train.py (eager on CPU) / train.py --attn sdpa (tokens/s): {med['train.py'] / med['train.py --attn sdpa']:.2f}x")
 
 
 if __name__ == "__main__":
