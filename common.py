@@ -392,8 +392,11 @@ SHARED_PREFIX_MIN = 16  # below this many shared tokens, reading the prefix sepa
 
 def generate(model, tok, conversations: list[list[dict]], *, max_new_tokens: int = 32,
              temperature: float = 0.0, num_samples: int = 1, batch_size: int = 16,
-             progress: str | None = None) -> list:
+             progress: str | None = None, return_ids: bool = False) -> list:
     """Answers for many chats at once, left-padded. temperature 0 = greedy.
+    return_ids: (text, sampled token ids) pairs instead of texts; the ids run to and include the
+    first end-of-turn token (none when the length cap cut the answer). RL trains on exactly these
+    tokens: re-tokenizing the text can give other tokens than were sampled.
 
     Two ways of not reading the same tokens twice (reading the prompt dominates on a CPU):
     - the prefix every chat of a batch shares (system prompt, often the goal) is read once and its
@@ -445,10 +448,21 @@ def generate(model, tok, conversations: list[list[dict]], *, max_new_tokens: int
                                      cache=cache, generation_config=cfg)
         texts = tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
         texts = [t.strip() for t in texts]
+        if return_ids:
+            texts = list(zip(texts, _until_stop(gen[:, ids.shape[1]:].tolist(), set(stops))))
         if num_samples == 1:
             out += texts
         else:
             out += [texts[i: i + num_samples] for i in range(0, len(texts), num_samples)]
+    return out
+
+
+def _until_stop(rows: list[list[int]], stops: set) -> list[list[int]]:
+    """Each generated row up to and including its first stop token (what follows is padding)."""
+    out = []
+    for r in rows:
+        end = next((j for j, t in enumerate(r) if t in stops), None)
+        out.append(r if end is None else r[: end + 1])
     return out
 
 
@@ -508,8 +522,9 @@ def run_episodes(model, tok, env_name: str, tasks: list[dict], *, batch: int = 1
             live = [i for i, s in enumerate(slots) if s is not None]
             chats = [prompts.policy_messages(prompts.state_text(pool[i].view(), history)) for i in live]
             answers = generate(model, tok, chats, max_new_tokens=max_new_tokens, temperature=temperature,
-                               batch_size=len(live))
+                               batch_size=len(live), return_ids=keep_messages)
             for i, chat, answer in zip(live, chats, answers):
+                answer, answer_ids = answer if keep_messages else (answer, None)
                 env, ep = pool[i], slots[i]
                 valid = env.valid_actions()
                 action = parse_action(answer)
@@ -518,8 +533,8 @@ def run_episodes(model, tok, env_name: str, tasks: list[dict], *, batch: int = 1
                 obs, reward, done = env.step(action)
                 step = {"answer": answer, "action": action, "valid": action in valid,
                         "observation": obs, "reward": reward}
-                if keep_messages:
-                    step["messages"] = chat
+                if keep_messages:  # what RL trains on: the exact prompt and the sampled token ids
+                    step["messages"], step["answer_ids"] = chat, answer_ids
                 ep["steps"].append(step)
                 if done or len(ep["steps"]) >= max_steps:
                     steps = ep["steps"]

@@ -1,7 +1,7 @@
 """Evaluate a policy: success rate over episodes of a split (paper section 5, "success rate").
 
 Plays N episodes of each split with a model, B episodes in lockstep (one batched generate call per
-step across all live episodes), at most --max-steps steps each, greedy by default (--temperature 0.4
+step across all live episodes; the splits share one queue, so the batch stays full), at most --max-steps steps each, greedy by default (--temperature 0.4
 is what the paper used). The untuned model gives the paper's "Prompt" baseline.
 
 Two ways to turn an answer into an action:
@@ -198,27 +198,32 @@ def main(argv=None):
     common.set_threads(args.threads)
     common.set_seed(args.seed)
     model = tok = None
+    # Every split's missing episodes go into one queue, so the lockstep batch stays full while the
+    # last episodes of a split finish (a task carries its split; each episode goes to its split's file).
+    paths, wanted, todo = {}, {}, []
+    for split in args.split:
+        tasks = env.tasks(split)[: args.episodes]
+        tasks = [tasks[i] for i in common.shard_range(len(tasks), args.shard)]
+        paths[split] = out / (f"{split}.jsonl" if args.action_mode == "raw" else f"{split}-mapped.jsonl")
+        wanted[split] = {t["task_id"] for t in tasks}
+        done = common.resume_jsonl(paths[split], key="task_id")
+        todo += [t for t in tasks if t["task_id"] not in done]
+    if todo:
+        model, tok = common.load_model(args.model, dtype=args.dtype)
+        model.eval()
+        split_of = {t["task_id"]: t["split"] for t in todo}
+        for ep in common.run_episodes(model, tok, args.env, todo, batch=args.batch,
+                                      max_steps=args.max_steps or None, temperature=args.temperature,
+                                      max_new_tokens=args.max_new_tokens, action_mode=args.action_mode,
+                                      progress=f"{'+'.join(args.split)} episodes"):
+            common.append_jsonl(paths[split_of[ep["task_id"]]], ep)  # as they finish: an interrupted run resumes
     rows, shown = [], {}
     for split in args.split:
-        every = env.tasks(split)
-        tasks = every[: args.episodes]
-        tasks = [tasks[i] for i in common.shard_range(len(tasks), args.shard)]
-        path = out / (f"{split}.jsonl" if args.action_mode == "raw" else f"{split}-mapped.jsonl")
-        done = common.resume_jsonl(path, key="task_id")
-        todo = [t for t in tasks if t["task_id"] not in done]
-        if todo:
-            if model is None:
-                model, tok = common.load_model(args.model, dtype=args.dtype)
-                model.eval()
-            for ep in common.run_episodes(model, tok, args.env, todo, batch=args.batch,
-                                          max_steps=args.max_steps or None, temperature=args.temperature,
-                                          max_new_tokens=args.max_new_tokens, action_mode=args.action_mode,
-                                          progress=f"{split} episodes"):
-                common.append_jsonl(path, ep)  # as they finish: an interrupted run resumes
-            order = {t["task_id"]: i for i, t in enumerate(every)}
+        path = paths[split]
+        if path.exists():  # the episode file in task order, whatever order the episodes finished in
+            order = {t["task_id"]: i for i, t in enumerate(env.tasks(split))}
             common.write_jsonl(path, sorted(common.read_jsonl(path), key=lambda e: order.get(e["task_id"], len(order))))
-        wanted = {t["task_id"] for t in tasks}
-        eps = [e for e in common.read_jsonl(path) if e["task_id"] in wanted]
+        eps = [e for e in common.read_jsonl(path) if e["task_id"] in wanted[split]] if path.exists() else []
         shown[split] = eps
         rows.append(summarize(label, split, args.action_mode, eps))
     env.close()

@@ -21,6 +21,13 @@ One update:
      exactly the assistant answer of each step (common.encode_chat's mask), the state text is
      the one evaluation uses.
 
+Two choices that decide whether it learns at all (measured on the tiny model, README):
+  - --norm episode: each episode weighs its advantage once, spread over its steps (see update());
+  - --optim sgd: plain SGD follows the averaged gradient. Adam divides every coordinate by its
+    own running scale, so with a gradient estimated from a few dozen episodes the coordinates that
+    carry only noise move as far as those that carry signal; it left the policy where it was at
+    small learning rates and collapsed it at larger ones, where SGD raised success 67% -> 92%.
+
 Why the loss sits near 0 while the model still learns: with one inner epoch, ratio = 1 at the
 moment of the gradient, so L = -mean(A) (+ KL = 0); advantages are centred per group, so L ~ 0
 whatever the policy does. Its gradient, -mean(A * grad logp), is not zero: it raises the log-
@@ -63,11 +70,12 @@ def parse_args(argv=None):
     p.add_argument("--reward", choices=["success", "score"], default="success", help="episode reward")
     p.add_argument("--invalid-penalty", type=float, default=0.0, help="subtracted x (invalid steps / steps)")
     p.add_argument("--lr", type=float, default=5e-5, help="learning rate (LoRA; ~1e-6 with --full)")
+    p.add_argument("--optim", choices=["sgd", "adam"], default="sgd", help="optimizer (docstring: why SGD)")
     p.add_argument("--inner-epochs", type=int, default=1, help="passes over each update's rollouts (>1 uses clipping)")
     p.add_argument("--clip", type=float, default=0.2, help="PPO clip range")
     p.add_argument("--kl", type=float, default=0.0, help="beta: weight of the k3 KL to the start policy")
-    p.add_argument("--norm", choices=["answer", "token"], default="answer",
-                   help="loss average: per answer (original GRPO) or per token")
+    p.add_argument("--norm", choices=["episode", "answer", "token"], default="episode",
+                   help="loss average: per episode (each counts once), per answer (original GRPO) or per token")
     p.add_argument("--micro-batch", type=int, default=8, help="steps per forward pass")
     p.add_argument("--lora-r", type=int, default=16, help="LoRA rank of the RL adapter")
     p.add_argument("--full", action="store_true", help="train all weights (KL then needs a second model copy)")
@@ -101,25 +109,34 @@ def episode_reward(ep: dict, kind: str, invalid_penalty: float) -> float:
 
 
 def step_examples(tok, episodes: list[dict], advantages: list[float]) -> list[dict]:
-    """One training record per step: the state's chat + the sampled answer; the mask covers the
-    answer's tokens (and its end-of-turn token) only. Note: the answer is re-tokenized from text,
-    which can differ from the sampled tokens in rare BPE cases, and an answer cut by the length cap
-    gets an end-of-turn token it never sampled; both are small biases we accept for simplicity."""
+    """One training record per step: the state's prompt (rendered exactly as generation saw it)
+    followed by the answer's sampled token ids; the mask covers those ids only (with the end-of-turn
+    token when the model sampled it; an answer cut by the length cap has none, and gets none).
+    Training on the sampled ids, not on the answer re-tokenized from text, keeps the gradient that
+    of the policy that acted: text like "ction: coin" re-tokenizes into other tokens than were
+    sampled, and their log-probabilities are not the ones the advantage judged."""
     out = []
     for ep, adv in zip(episodes, advantages):
         for step in ep["trajectory"]:
-            chat = step["messages"] + [{"role": "assistant", "content": step["answer"]}]
-            try:
-                ids, labels = common.encode_chat(tok, chat)
-            except common.UserError:
-                continue  # an empty answer has no token to learn from
-            out.append({"ids": ids, "labels": labels, "adv": adv})
+            answer = step.get("answer_ids")
+            if answer is None:  # an episode recorded without ids: fall back to the answer's text
+                try:
+                    ids, labels = common.encode_chat(tok, step["messages"] + [{"role": "assistant", "content": step["answer"]}])
+                except common.UserError:
+                    continue  # an empty answer has no token to learn from
+            else:
+                if not answer:
+                    continue
+                prompt = tok(common.render(tok, step["messages"], add_generation_prompt=True),
+                             add_special_tokens=False)["input_ids"]
+                ids, labels = prompt + list(answer), [common.IGNORE] * len(prompt) + list(answer)
+            out.append({"ids": ids, "labels": labels, "adv": adv, "episode_steps": len(ep["trajectory"])})
     return out
 
 
 def token_logprobs(model, batch, device):
     """Per-token log-probs of the action tokens (flattened), each token's advantage, and each
-    token's weight 1 / (tokens in its answer) for the per-answer mean of the original GRPO."""
+    token's weight: the record's answer weight "w" (1 if absent) / (tokens in its answer)."""
     import torch
 
     import train
@@ -128,7 +145,8 @@ def token_logprobs(model, batch, device):
     logp, keep = train.target_logprobs(model, ids, mask, labels)
     adv = torch.tensor([e["adv"] for e in batch], device=device)[:, None].expand_as(keep)[keep]
     per_answer = keep.sum(1, keepdim=True).clamp(min=1).float()
-    weight = (1.0 / per_answer).expand_as(keep)[keep]
+    w = torch.tensor([e.get("w", 1.0) for e in batch], device=device)[:, None]
+    weight = (w / per_answer).expand_as(keep)[keep]
     return logp, adv, weight
 
 
@@ -212,11 +230,20 @@ def update(model, tok, opt, episodes: list[dict], args, device) -> dict:
             for e, o, r in zip(part, old.split(sizes), (ref.split(sizes) if ref is not None else [None] * len(part))):
                 e["old"], e["ref"] = o, r
     model.train()
-    # "answer": each step's answer counts once, whatever its length (the original GRPO); "token": every
-    # token counts once (long answers weigh more; with garbage answers of 24 tokens against valid
-    # ones of 5, the garbage dominates the gradient).
+    # How the tokens are averaged (--norm) matters more than it looks in multi-turn episodes:
+    # "episode" (default): each episode counts once: the mean over its steps of each answer's mean
+    #   token term. A failed episode often has more steps than a solved one (it runs to the step
+    #   limit); summed per step, the tokens every answer shares ("Action:", the end-of-turn token)
+    #   would get a net negative push from the longer failed episodes, and the policy unlearns its
+    #   own format. Weighting steps by 1/steps makes each episode's total weight its advantage,
+    #   which sums to 0 over a group, so shared tokens get no net push.
+    # "answer": each step's answer counts once (the original single-turn GRPO, applied per step);
+    # "token": every token counts once (long answers weigh more; 24-token garbage outweighs a
+    #   5-token valid action).
     n_tokens = sum(len(e["old"]) for e in records)
-    denom = len(records) if args.norm == "answer" else n_tokens
+    for e in records:
+        e["w"] = 1.0 / e["episode_steps"] if args.norm == "episode" else 1.0
+    denom = {"episode": len(flat), "answer": len(records), "token": n_tokens}[args.norm]
     for _ in range(args.inner_epochs):
         total, kl_total = 0.0, 0.0
         for i in range(0, len(records), args.micro_batch):
@@ -226,7 +253,7 @@ def update(model, tok, opt, episodes: list[dict], args, device) -> dict:
             old = torch.cat([e["old"] for e in part]).float()
             ref = torch.cat([e["ref"] for e in part]).float() if use_ref else None
             loss, kl = policy_loss(logp.float(), old, ref, adv, args.clip, args.kl,
-                                   weight if args.norm == "answer" else None)
+                                   None if args.norm == "token" else weight)
             (loss / denom).backward()
             total += loss.item() / denom
             kl_total += kl.item() / denom
@@ -278,7 +305,9 @@ def main(argv=None):
     common.set_seed(args.seed)
     model, tok = build_policy(args)
     device = model.device
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = (torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0) if args.optim == "adam"
+           else torch.optim.SGD(params, lr=args.lr))
     rng = random.Random(args.seed)
     curve = out / "curve.jsonl"
     curve.unlink(missing_ok=True)

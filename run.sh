@@ -23,7 +23,7 @@ EPOCHS=${EPOCHS:-2}                # the imitation budget; IWM and SR get the sa
 BATCH=${BATCH:-8}                  # examples per optimizer step
 LR=${LR:-2e-4}                     # LoRA learning rate
 EPISODES=${EPISODES:-20}           # evaluation episodes per split and method (the Results section uses 50)
-EVAL_BATCH=${EVAL_BATCH:-20}       # episodes played in lockstep
+EVAL_BATCH=${EVAL_BATCH:-$((2 * EPISODES))}  # episodes in lockstep: both splits at once (decoding costs per round, not per row)
 MAX_STEPS=${MAX_STEPS:-0}          # episode step limit (0 = the env's default)
 CONCLUDE=${CONCLUDE:-append}       # reflect.py: who writes the final Action line (see reflect.py)
 TRAIN_FLAGS=${TRAIN_FLAGS:-}       # extra train.py flags (e.g. --full)

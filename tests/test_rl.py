@@ -78,3 +78,44 @@ def test_rl_runs_with_kl_and_saves_a_loadable_adapter(tmp_path):
     png = tmp_path / "curves.png"
     rl.main(["--plot", str(out), "--out", str(png)])
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def sampled_success(model_dir, env, n_tasks=4, reps=16, seed=123, max_steps=2):
+    """Success of the policy sampled at temperature 1.0 on the first training tasks, fixed seed."""
+    import envs
+
+    model, tok = common.load_model(str(model_dir), dtype="fp32")
+    model.eval()
+    with envs.make(env) as e:
+        tasks = e.tasks("train")[:n_tasks]
+    common.set_seed(seed)
+    eps = list(common.run_episodes(model, tok, env, tasks * reps, batch=64, max_steps=max_steps,
+                                   temperature=1.0, max_new_tokens=24, progress=None))
+    return sum(e["success"] for e in eps) / len(eps)
+
+
+def test_grpo_raises_training_success_after_an_imitation_warm_up(tmp_path):
+    """The learning test. The tiny random model imitates 8 expert games of an easy setting (the coin
+    is in the only room: the answer is "Action: take coin") for 60 steps, which leaves it sloppy:
+    at temperature 1.0 about a third of its answers are malformed. GRPO on 4 training tasks (G = 8,
+    2 steps per episode, 12 updates, plain SGD) must raise its sampled success on those tasks,
+    measured with the same seed before and after, by at least 10 points (measured: 67% -> 92-94%
+    over four RL seeds, bench/rl_probe.py).
+    It fails if the advantage's sign, the mask or the per-episode weighting is wrong (each collapses
+    the policy or leaves it where it was)."""
+    env = "twx-coin:numLocations=1"
+    data = tmp_path / "data"
+    collect.main(["--env", env, "--tasks", "8", "--k-iwm", "0", "--k-sr", "0", "--out", str(data)])
+    warm = tmp_path / "il"
+    train.main(["--model", "tiny-random", "--full", "--steps", "60", "--batch", "16", "--lr", "3e-3",
+                "--data", str(data / "expert.jsonl"), "--out", str(warm)])
+    before = sampled_success(warm, env)
+    out = tmp_path / "rl"
+    rl.main(["--init", str(warm), "--env", env, "--full", "--optim", "sgd", "--lr", "0.1", "--updates", "12",
+             "--tasks-per-update", "4", "--group", "8", "--train-tasks", "4", "--batch", "32", "--max-steps", "2",
+             "--eval-every", "0", "--out", str(out)])
+    after = sampled_success(out / "ckpt", env)
+    curve = [c["reward"] for c in common.read_jsonl(out / "curve.jsonl")]
+    assert 0.3 < before < 0.85, before  # room to improve: the setting is neither solved nor hopeless
+    assert after >= before + 0.10, (before, after, curve)
+    assert sum(curve[-5:]) > sum(curve[:5]), curve  # the training reward rose during RL
