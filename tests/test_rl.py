@@ -52,16 +52,22 @@ def test_loss_gradient_is_advantage_weighted_logprob():
     assert kl.item() == pytest.approx((torch.exp(x) - x - 1).sum().item())
 
 
+def imitation_warm_up(tmp_path, env, steps=60):
+    """8 expert games of `env`, imitated by the tiny random model for `steps` full fine-tuning steps."""
+    data = tmp_path / "data"
+    collect.main(["--env", env, "--tasks", "8", "--k-iwm", "0", "--k-sr", "0", "--out", str(data)])
+    warm = tmp_path / "il"
+    train.main(["--model", "tiny-random", "--full", "--steps", str(steps), "--batch", "16", "--lr", "3e-3",
+                "--data", str(data / "expert.jsonl"), "--out", str(warm)])
+    return warm
+
+
 def test_rl_runs_with_kl_and_saves_a_loadable_adapter(tmp_path):
     """Two updates with a fresh LoRA adapter and the KL term (reference = adapter switched off):
     the curve has one line per update plus the evaluation at update 0, KL is >= 0, the RL adapter
     changed the policy's weights, and the saved checkpoint loads with --model."""
     env = "twx-coin:numLocations=2"
-    data = tmp_path / "data"
-    collect.main(["--env", env, "--tasks", "8", "--k-iwm", "0", "--k-sr", "0", "--out", str(data)])
-    warm = tmp_path / "il"
-    train.main(["--model", "tiny-random", "--full", "--steps", "60", "--batch", "16", "--lr", "3e-3",
-                "--data", str(data / "expert.jsonl"), "--out", str(warm)])
+    warm = imitation_warm_up(tmp_path, env)
     out = tmp_path / "rl"
     rl.main(["--init", str(warm), "--env", env, "--lr", "1e-2", "--kl", "0.1", "--updates", "2",
              "--tasks-per-update", "2", "--group", "4", "--train-tasks", "8", "--batch", "8", "--max-steps", "3",
@@ -97,18 +103,13 @@ def sampled_success(model_dir, env, n_tasks=4, reps=16, seed=123, max_steps=2):
 def test_grpo_raises_training_success_after_an_imitation_warm_up(tmp_path):
     """The learning test. The tiny random model imitates 8 expert games of an easy setting (the coin
     is in the only room: the answer is "Action: take coin") for 60 steps, which leaves it sloppy:
-    at temperature 1.0 about a third of its answers are malformed. GRPO on 4 training tasks (G = 8,
+    at temperature 1.0 a third of its episodes fail on malformed answers. GRPO on 4 training tasks (G = 8,
     2 steps per episode, 12 updates, plain SGD) must raise its sampled success on those tasks,
     measured with the same seed before and after, by at least 10 points (measured: 67% -> 92-94%
     over four RL seeds, bench/rl_probe.py).
-    It fails if the advantage's sign, the mask or the per-episode weighting is wrong (each collapses
-    the policy or leaves it where it was)."""
+    With the advantage's sign flipped it fails (checked: the policy collapses)."""
     env = "twx-coin:numLocations=1"
-    data = tmp_path / "data"
-    collect.main(["--env", env, "--tasks", "8", "--k-iwm", "0", "--k-sr", "0", "--out", str(data)])
-    warm = tmp_path / "il"
-    train.main(["--model", "tiny-random", "--full", "--steps", "60", "--batch", "16", "--lr", "3e-3",
-                "--data", str(data / "expert.jsonl"), "--out", str(warm)])
+    warm = imitation_warm_up(tmp_path, env)
     before = sampled_success(warm, env)
     out = tmp_path / "rl"
     rl.main(["--init", str(warm), "--env", env, "--full", "--optim", "sgd", "--lr", "0.1", "--updates", "12",

@@ -6,7 +6,9 @@ import subprocess
 import common
 from conftest import ROOT
 
-METHODS = ["prompt", "prompt-mapped", "il", "il-matched", "iwm", "iwm-matched", "sr", "rl-il", "rl-iwm", "rl-sr"]
+ARMS = ["il", "il-matched", "iwm", "iwm-matched", "sr"]
+# SMOKE also evaluates every arm with mapped answers (MAPPED=1) and runs the RL stage
+METHODS = ["prompt", "prompt-mapped", *ARMS, *(f"{a}-mapped" for a in ARMS), "rl-il", "rl-iwm", "rl-sr"]
 
 
 def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
@@ -21,6 +23,8 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
         assert (run / "ckpt" / f"{arm}-s0" / "adapter_model.safetensors").exists(), arm
     rows = common.read_jsonl(run / "results.jsonl")
     assert sorted((x["method"], x["split"]) for x in rows) == sorted((m, s) for m in METHODS for s in ("test", "ood"))
+    mapped = common.read_jsonl(run / "eval" / "il-mapped" / "s0" / "summary.jsonl")
+    assert {r["mode"] for r in mapped} == {"mapped"}
     assert all(x["episodes"] == 3 for x in rows)
     # budgets: iwm-matched's stage 2 + stage 1 = il's steps; il-matched = stage 1 + il
     steps = {a: sum(1 for _ in open(run / "ckpt" / f"{a}-s0" / "loss.jsonl"))

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The paper's two ablations (section 6), one command each; each ends in one table and one figure.
+#
+#   bash ablate.sh k              # alternatives per expert state, K = 1 2 4 8: IWM and SR (IL, the same for all K)
+#   bash ablate.sh data           # fraction of the expert data, 1/8 1/4 1/2 1: IL, IWM and SR
+#   SMOKE=1 bash ablate.sh k      # the same plumbing on the tiny random model (minutes)
+#
+# Every other setting is run.sh's (ENV, MODEL, SEEDS, TASKS, EPOCHS, EPISODES, ... pass through), and
+# each setting is one run.sh folder, so everything resumes after a crash. The settings share work so
+# that they differ only in what is ablated:
+#   k     one collection with the largest K of each kind; K's world-model data and reflections use
+#         the first K alternatives of each state (iwm.py --k, reflect.py --k). IL and the Prompt
+#         baselines do not depend on K: trained and evaluated once, linked into every K's folder.
+#   data  one collection over TASKS tasks; fraction f keeps the first f x TASKS tasks' expert
+#         states with their alternatives, and trains every arm on that (same epochs).
+# Output: runs/ablate-<k|data>/<setting>/ (run.sh folders), ablation.jsonl and ablation.png.
+# Cost on 2 CPU cores at the defaults: each setting is most of a default run (~30-40 min), so
+# hours in all: start it in the background (nohup bash ablate.sh k > runs/ablate-k.log 2>&1 &).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+what=${1:-}
+[[ $what == k || $what == data ]] || { echo "usage: bash ablate.sh k|data" >&2; exit 2; }
+ENV=${ENV:-twx-cooking}
+MODEL=${MODEL:-smollm2-135m}
+SEEDS=${SEEDS:-0}
+TASKS=${TASKS:-20}
+KS=${KS:-1 2 4 8}                  # the K values (ablate.sh k)
+FRACS=${FRACS:-1/8 1/4 1/2 1}      # the fractions of expert data (ablate.sh data)
+K_IWM=${K_IWM:-2}                  # ablate.sh data keeps run.sh's K
+K_SR=${K_SR:-2}
+if [[ "${SMOKE:-0}" == 1 ]]; then
+  MODEL=tiny-random; TASKS=4; KS=${KS_SMOKE:-1 2}; FRACS=${FRACS_SMOKE:-1/2 1}
+fi
+A=${ABLATE_DIR:-runs/ablate-$what}
+mkdir -p "$A"
+kmax=0; for k in $KS; do (( k > kmax )) && kmax=$k; done
+
+# one collection shared by every setting
+D=$A/data
+if [[ ! -f $D/collect_stats.json ]]; then
+  if [[ $what == k ]]; then ki=$kmax; ks=$kmax; else ki=$K_IWM; ks=$K_SR; fi
+  python collect.py --env "$ENV" --split train --tasks "$TASKS" --k-iwm "$ki" --k-sr "$ks" --model "$MODEL" --out "$D"
+fi
+
+# run.sh on one setting's folder; SMOKE runs read RUN_SMOKE, not RUN
+# (ARMS_SMOKE, SEEDS_SMOKE, RL_SMOKE, MAPPED_SMOKE: what SMOKE=1 would otherwise set in run.sh)
+pipeline() { local run=$1 arms=$2; shift 2; env RUN="$run" RUN_SMOKE="$run" ENV="$ENV" MODEL="$MODEL" SEEDS="$SEEDS" \
+  SEEDS_SMOKE="$SEEDS" ARMS="$arms" ARMS_SMOKE="$arms" RL=0 RL_SMOKE=0 MAPPED_SMOKE=0 "$@" bash run.sh; }
+# a file or folder of the first setting linked into another (work that does not depend on the setting)
+share() { local from=$1 to=$2; [[ -e $to || ! -e $from ]] && return 0; mkdir -p "$(dirname "$to")"
+  ln -s "$(realpath --relative-to="$(dirname "$to")" "$from")" "$to"; }
+
+if [[ $what == k ]]; then
+  first=""
+  for k in $KS; do
+    R=$A/k$k; mkdir -p "$R"
+    for f in expert.jsonl rollouts.jsonl collect_stats.json; do share "$D/$f" "$R/$f"; done
+    [[ -f $R/iwm.jsonl ]] || python iwm.py --run "$R" --k "$k"
+    [[ -f $R/reflect.jsonl ]] || python reflect.py --run "$R" --model "$MODEL" --k "$k"
+    printf '{"ablation": "k", "value": %s, "label": "K=%s"}\n' "$k" "$k" > "$R/setting.json"
+    if [[ -n $first ]]; then  # IL and the Prompt baselines from the first K
+      for seed in $SEEDS; do share "$first/ckpt/il-s$seed" "$R/ckpt/il-s$seed"; share "$first/eval/il/s$seed" "$R/eval/il/s$seed"; done
+      share "$first/eval/prompt" "$R/eval/prompt"; share "$first/eval/prompt-mapped" "$R/eval/prompt-mapped"
+    fi
+    pipeline "$R" "il iwm sr" K_IWM="$k" K_SR="$k"
+    first=${first:-$R}
+  done
+else
+  first=""
+  for f in $FRACS; do
+    n=$(python -c "import sys; from fractions import Fraction as F; print(max(1, round(F(sys.argv[1]) * int(sys.argv[2]))))" "$f" "$TASKS")
+    R=$A/tasks$n; mkdir -p "$R"
+    if [[ ! -f $R/collect_stats.json ]]; then  # the first n tasks' lines of the shared collection
+      for file in expert.jsonl rollouts.jsonl; do
+        python -c "
+import json, sys
+lines = open(sys.argv[1]).readlines()
+first = list(dict.fromkeys(json.loads(x)['task_id'] for x in lines))[: int(sys.argv[2])]
+open(sys.argv[3], 'w').writelines(x for x in lines if json.loads(x)['task_id'] in first)" "$D/$file" "$n" "$R/$file"
+      done
+      printf '{"tasks": %s, "of": %s}\n' "$n" "$TASKS" > "$R/collect_stats.json"
+    fi
+    printf '{"ablation": "data", "value": %s, "label": "%s of %s tasks"}\n' \
+      "$(python -c "print($n / $TASKS)")" "$n" "$TASKS" > "$R/setting.json"
+    if [[ -n $first ]]; then
+      share "$first/eval/prompt" "$R/eval/prompt"; share "$first/eval/prompt-mapped" "$R/eval/prompt-mapped"
+    fi
+    pipeline "$R" "il iwm sr" K_IWM="$K_IWM" K_SR="$K_SR"
+    first=${first:-$R}
+  done
+fi
+
+# one table and one figure over the settings (evaluate.py --ablation)
+python evaluate.py --ablation "$A"
