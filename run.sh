@@ -48,7 +48,7 @@ t0=$SECONDS; timing="$RUN/stage_times.tsv"; : > "$timing"
 timed() { local name=$1; shift; local s=$SECONDS; "$@"; printf '%s\t%s\n' "$name" $((SECONDS - s)) >> "$timing"; }
 
 # 1. Collect (paper 4.1): expert trajectories, and at each expert state K_IWM uniform + K_SR policy
-#    alternatives executed one step. -> expert.jsonl, rollouts.jsonl. ~2.5 min at the defaults (2 cores).
+#    alternatives executed one step. -> expert.jsonl, rollouts.jsonl. ~2 min at the defaults (2 cores).
 stage "1/6 collect"
 [[ -f $RUN/collect_stats.json ]] || timed collect python collect.py --env "$ENV" --split train --tasks "$TASKS" \
   --k-iwm "$K_IWM" --k-sr "$K_SR" --model "$MODEL" --out "$RUN"
@@ -58,12 +58,12 @@ stage "2/6 iwm data"
 [[ -f $RUN/iwm.jsonl ]] || timed iwm python iwm.py --run "$RUN"
 
 # 3. Reflections (paper 4.3): the untuned model explains why the expert's move beats its own
-#    alternatives. -> reflect.jsonl. ~3.5 min at the defaults.
+#    alternatives. -> reflect.jsonl. ~3 min at the defaults.
 stage "3/6 reflect"
 [[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --show 1
 
 # 4. Train each arm with the same imitation budget (train.py). -> ckpt/<arm>-s<seed>/. The longest stage:
-#    at the defaults IL 4.5 min, IWM 7 + 4.5 min, SR 6.5 min (~440 tokens/s, half the bf16 matmul peak).
+#    at the defaults IL 4 min, IWM 6 + 4 min, SR 5 min (~440 tokens/s, half the bf16 matmul peak).
 #    il           imitation, EPOCHS epochs over expert.jsonl (its step count is "the budget")
 #    iwm          one epoch of world modelling, then the full imitation budget ("full" reading)
 #    iwm-matched  one epoch of world modelling, then imitation for (budget - stage-1 steps) steps
@@ -98,7 +98,7 @@ for seed in $SEEDS; do
 done
 
 # 5. Evaluate (paper 5): success on test (in domain) and ood, for the untuned model (Prompt, raw
-#    and mapped to the closest valid action) and every trained arm. -> eval/<method>/s<seed>/. 4-5 min each
+#    and mapped to the closest valid action) and every trained arm. -> eval/<method>/s<seed>/. 3-4 min each
 #    (20 + 20 episodes; reading the ~300-token prompts is 3/4 of it).
 stage "5/6 evaluate"
 ev() { local out=$1; shift; [[ -f $out/summary.jsonl ]] || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
@@ -123,7 +123,7 @@ stage "6/6 results"
 python evaluate.py --table "$RUN"
 # 7. Optional (RL=1), paper 5.4: GRPO from the IL, IWM and SR checkpoints with the same recipe and
 #    budget, then the before/after table (methods rl-<arm>) and the curves. -> rl/<arm>-s<seed>/,
-#    rl/curves.png. On this CPU one update (2 tasks x 8 episodes) takes ~1-3 min.
+#    rl/curves.png. On this CPU one update (2 tasks x 8 episodes) takes several minutes (README).
 if [[ $RL == 1 ]]; then
   stage "7 reinforcement learning"
   for seed in $SEEDS; do
