@@ -1,8 +1,8 @@
 """Evaluate a policy: success rate over episodes of a split (paper section 5, "success rate").
 
 Plays N episodes of each split with a model, B episodes in lockstep (one batched generate call per
-step across all live episodes; the splits share one queue, so the batch stays full), at most --max-steps steps each, greedy by default (--temperature 0.4
-is what the paper used). The untuned model gives the paper's "Prompt" baseline.
+step across all live episodes; the splits share one queue, so the batch stays full), at most
+--max-steps steps each, greedy by default (--temperature 0.4 is what the paper used). The untuned model gives the paper's "Prompt" baseline.
 
 Two ways to turn an answer into an action:
   raw     the text after the last "Action:" (what the paper measures);
