@@ -74,21 +74,22 @@ def play_expert(env, task: dict) -> list[dict]:
     return steps if env.success() else []
 
 
-def uniform_alternatives(rng: random.Random, valid: list[str], exclude: set, k: int) -> list[str]:
-    pool = [a for a in valid if a not in exclude]
-    return rng.sample(pool, min(k, len(pool)))
+def uniform_alternatives(rng: random.Random, env, exclude: set, k: int) -> list[str]:
+    """k actions drawn uniformly from the env's valid actions minus `exclude` (envs/base.py
+    alternatives; an env without a finite action list, like bfcl, builds its own candidates)."""
+    return env.alternatives(rng, exclude, k)
 
 
-def policy_alternatives(rng: random.Random, proposals: list[str], valid: list[str], expert: str, k: int) -> list[dict]:
+def policy_alternatives(rng: random.Random, proposals: list[str], env, expert: str, k: int) -> list[dict]:
     """De-duplicate the policy's proposals, drop the expert action, replace invalid or repeated ones
-    by uniform draws from the unused valid actions (the paper's rule)."""
+    by uniform draws from the unused valid actions (the paper's rule). `env` is in the expert state."""
     chosen, seen = [], {expert}
     for text in proposals:
         a = common.parse_action(text)
-        if a in valid and a not in seen:
+        if a not in seen and env.is_valid(a):
             chosen.append({"action": a, "replaced": False})
             seen.add(a)
-    for a in uniform_alternatives(rng, valid, seen | {c["action"] for c in chosen}, k - len(chosen)):
+    for a in uniform_alternatives(rng, env, seen | {c["action"] for c in chosen}, k - len(chosen)):
         chosen.append({"action": a, "replaced": True})
     return chosen[:k]
 
@@ -108,8 +109,6 @@ def collect_chunk(env, chunk: list[dict], index: int, args, model, tok, env_name
     states = []  # (task, step dict) for every expert state, in order
     for task, steps in trajectories:
         for s in steps:
-            env.restore(s["snapshot"])
-            s["valid_actions"] = env.valid_actions()
             states.append((task, s))
     proposals = [[] for _ in states]
     if args.k_sr > 0 and states:
@@ -125,11 +124,14 @@ def collect_chunk(env, chunk: list[dict], index: int, args, model, tok, env_name
                             "step": s["step"], "state": s["state"], "action": s["action"],
                             "next_state": s["next_state"],
                             "messages": prompts.policy_messages(s["state"], prompts.action_answer(s["action"]))})
+        env.restore(s["snapshot"])  # the alternatives are chosen (and judged valid) in the expert state
+        uniform = uniform_alternatives(rng, env, {s["action"]}, args.k_iwm)
+        policy = policy_alternatives(rng, props, env, s["action"], args.k_sr) if args.k_sr > 0 else []
         alts = []
-        for a in uniform_alternatives(rng, s["valid_actions"], {s["action"]}, args.k_iwm):
+        for a in uniform:
             alts.append({**branch(env, s["snapshot"], s["state"], a), "source": "valid"})
         if args.k_sr > 0:
-            for c in policy_alternatives(rng, props, s["valid_actions"], s["action"], args.k_sr):
+            for c in policy:
                 alts.append({**branch(env, s["snapshot"], s["state"], c["action"]), "source": "policy",
                              "replaced": c["replaced"]})
                 n_replaced += c["replaced"]

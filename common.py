@@ -526,12 +526,12 @@ def run_episodes(model, tok, env_name: str, tasks: list[dict], *, batch: int = 1
             for i, chat, answer in zip(live, chats, answers):
                 answer, answer_ids = answer if keep_messages else (answer, None)
                 env, ep = pool[i], slots[i]
-                valid = env.valid_actions()
                 action = parse_action(answer)
                 if action_mode == "mapped":
-                    action = map_to_valid(action, valid)
+                    action = env.map_action(action)  # the closest valid action (envs/base.py)
+                valid = env.is_valid(action)  # judged before the step changes the state
                 obs, reward, done = env.step(action)
-                step = {"answer": answer, "action": action, "valid": action in valid,
+                step = {"answer": answer, "action": action, "valid": valid,
                         "observation": obs, "reward": reward}
                 if keep_messages:  # what RL trains on: the exact prompt and the sampled token ids
                     step["messages"], step["answer_ids"] = chat, answer_ids

@@ -7,12 +7,14 @@ step across all live episodes; the splits share one queue, so the batch stays fu
 Two ways to turn an answer into an action:
   raw     the text after the last "Action:" (what the paper measures);
   mapped  the valid action closest to that text: separates "knows what to do" from "writes it in
-          the right format", which makes a small untuned model's baseline informative.
+          the right format", which makes a small untuned model's baseline informative (the env's
+          map_action: for bfcl, the call with its tool name replaced by the closest available one).
 
 Inputs:  --model (smollm2-135m, tiny-random, a Hugging Face id/folder, or a train.py checkpoint)
 Outputs: OUT/{split}.jsonl (or {split}-mapped.jsonl): one line per episode (task, success, score,
          steps, invalid actions, the trajectory); OUT/summary.jsonl: one line per (model, split, mode)
-         with n, success rate and a 95% interval; OUT/args.json. Rerunning resumes.
+         with n, success rate and a 95% interval (and, for a split made of several kinds of task such
+         as bfcl's ood, a "groups" entry with each kind's numbers); OUT/args.json. Rerunning resumes.
          Episode lines are rewritten in task order at the end, so `--shard I/N --out DIR_I` runs on
          N processes or machines concatenate (cat DIR_*/test.jsonl) into the one-process file.
 
@@ -91,7 +93,7 @@ def print_summary(rows: list[dict], episodes: dict) -> None:
     table = Table(title="evaluation")
     for c in ("model", "split", "mode", "n", "success", "95% CI", "score", "steps", "invalid"):
         table.add_column(c)
-    for r in rows:
+    for r in [x for row in rows for x in [row, *row.get("groups", {}).values()]]:
         table.add_row(r["model"], r["split"], r["mode"], str(r["n"]), f"{100 * r['success']:.1f}%",
                       f"{100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f}", f"{r['score']:.2f}",
                       f"{r['steps']:.1f}", f"{100 * r['invalid_rate']:.0f}%")
@@ -284,7 +286,13 @@ def main(argv=None):
             common.write_jsonl(path, sorted(common.read_jsonl(path), key=lambda e: order.get(e["task_id"], len(order))))
         eps = [e for e in common.read_jsonl(path) if e["task_id"] in wanted[split]] if path.exists() else []
         shown[split] = eps
-        rows.append(summarize(label, split, args.action_mode, eps))
+        row = summarize(label, split, args.action_mode, eps)
+        group = {t["task_id"]: t["group"] for t in env.tasks(split) if "group" in t}
+        if group:  # a split made of several kinds of task (bfcl's ood): each kind reported too
+            row["groups"] = {g: summarize(label, f"{split}/{g}", args.action_mode,
+                                          [e for e in eps if group.get(e["task_id"]) == g])
+                             for g in dict.fromkeys(group.values())}
+        rows.append(row)
     env.close()
     # summary.jsonl: one line per (model, split, mode); a rerun replaces its own lines
     spath = out / "summary.jsonl"

@@ -44,7 +44,8 @@ def state_text(view: dict, history: int = HISTORY) -> str:
     lines = [f"Goal: {squash(view['goal'])}"]
     for note in view["notes"]:
         lines.append(f"Note: {squash(note)}")
-    lines.append(f"Inventory: {view['inventory']}")
+    if view["inventory"]:  # games without an inventory (bfcl) leave the line out
+        lines.append(f"Inventory: {view['inventory']}")
     past = view["history"][:-1][-history:] if history > 0 else []
     notes = {squash(n) for n in view["notes"]}
     for action, obs in past:

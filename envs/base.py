@@ -50,6 +50,7 @@ class TextEnv:
         return []
 
     def inventory(self) -> str:
+        """What the agent carries; "" leaves the line out of the state text."""
         return ""
 
     def success(self) -> bool:
@@ -60,6 +61,23 @@ class TextEnv:
 
     def close(self) -> None:
         pass
+
+    # ---- defaults for games with a finite list of valid actions (override where it is open) ----
+    def is_valid(self, action: str) -> bool:
+        """Whether `action` is a well-formed move in the current state (counted as "invalid" if not)."""
+        return action in self.valid_actions()
+
+    def map_action(self, text: str) -> str:
+        """The "mapped" action mode: the valid action closest to the model's text (common.map_to_valid)."""
+        from common import map_to_valid
+
+        return map_to_valid(text, self.valid_actions())
+
+    def alternatives(self, rng, exclude: set, k: int) -> list[str]:
+        """k alternative actions for world modelling, drawn uniformly from the valid actions that are
+        not in `exclude` (the expert's action). Environments without a finite list override this."""
+        pool = [a for a in self.valid_actions() if a not in exclude]
+        return rng.sample(pool, min(k, len(pool)))
 
     # ---- shared behaviour ---------------------------------------------------------------
     def reset(self, task: dict) -> str:
