@@ -1,15 +1,19 @@
 """Environments behind one protocol (envs/base.py). `make(name)` is the only entry point scripts use.
 
-Names: twx-cooking (default), twx-coin, twx-mapreader (TextWorldExpress, envs/twx.py) and bfcl
-(BFCL v3 multi-turn function calling, envs/bfcl.py). Each module's docstring says what its splits
-contain.
+Names: twx-cooking (default), twx-coin, twx-mapreader (TextWorldExpress, envs/twx.py), bfcl (BFCL v3
+multi-turn function calling, envs/bfcl.py) and scienceworld (envs/scienceworld.py). Each module's
+docstring says what its splits contain.
 """
 from envs.base import SPLITS, EnvError, TextEnv  # noqa: F401
 
-ENV_NAMES = ("twx-cooking", "twx-coin", "twx-mapreader", "bfcl")
+ENV_NAMES = ("twx-cooking", "twx-coin", "twx-mapreader", "bfcl", "scienceworld")
 
 
 def make(name: str) -> TextEnv:
+    if name.split(":")[0] == "scienceworld":
+        from envs.scienceworld import ScienceWorld
+
+        return ScienceWorld(name)
     if name.split(":")[0] == "bfcl":
         from envs.bfcl import BFCLEnv
 

@@ -79,6 +79,14 @@ class TextEnv:
         pool = [a for a in self.valid_actions() if a not in exclude]
         return rng.sample(pool, min(k, len(pool)))
 
+    def deterministic(self, task: dict) -> bool:
+        """Whether replaying an action prefix always gives the same state (collect.py checks it)."""
+        return True
+
+    def same_state(self, text_a: str, text_b: str) -> bool:
+        """Whether two state texts describe the same state (collect.py's restored-state check)."""
+        return text_a == text_b
+
     # ---- shared behaviour ---------------------------------------------------------------
     def reset(self, task: dict) -> str:
         self.task = task
