@@ -288,7 +288,7 @@ def main(argv=None):
         shown[split] = eps
         row = summarize(label, split, args.action_mode, eps)
         group = {t["task_id"]: t["group"] for t in env.tasks(split) if "group" in t}
-        if group:  # a split made of several kinds of task (bfcl's ood): each kind reported too
+        if len(set(group.values())) > 1:  # a split of several kinds of task (bfcl's ood): each kind too
             row["groups"] = {g: summarize(label, f"{split}/{g}", args.action_mode,
                                           [e for e in eps if group.get(e["task_id"]) == g])
                              for g in dict.fromkeys(group.values())}

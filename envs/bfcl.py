@@ -434,7 +434,7 @@ class BFCLEnv(TextEnv):
 
     def restore(self, snap) -> None:
         task, state = snap
-        if getattr(self, "task", None) is not task and getattr(self, "task", {}).get("task_id") != task["task_id"]:
-            self.reset(task)
+        if getattr(self, "task", None) is None or self.task["task_id"] != task["task_id"]:
+            self.reset(task)  # the task's fixed parts (ground truth, schemas) come from reset
         for k, v in copy.deepcopy(state).items():
             setattr(self, k, v)
