@@ -101,7 +101,6 @@ class ScienceWorld(TextEnv):
         self._referents: set | None = None
         self._look: str | None = None
         self._score, self._completed = 0, False
-        self._loaded = None
         self._tasks: dict = {}
 
     # ---- tasks ------------------------------------------------------------------------------
@@ -116,7 +115,6 @@ class ScienceWorld(TextEnv):
             get = {"train": self._env.get_variations_train, "test": self._env.get_variations_dev,
                    "ood": self._env.get_variations_test}[split]
             per_task[t] = list(get())
-        self._loaded = None
         n = max(len(v) for v in per_task.values())
         self._tasks[split] = [{"task_id": f"scienceworld/{split}/{t}/{per_task[t][i]}", "split": split, "group": t,
                  "task": t, "variation": per_task[t][i]}
@@ -126,13 +124,11 @@ class ScienceWorld(TextEnv):
     def expert_actions(self, task: dict) -> list[str]:
         self._env.load(task["task"], task["variation"], SIMPLIFICATIONS, generateGoldPath=True)
         gold = list(self._env.get_gold_action_sequence())
-        self._loaded = None  # the next reset loads it again without the gold path
         return gold
 
     # ---- the game ---------------------------------------------------------------------------
     def _reset(self, task: dict) -> str:
         self._env.load(task["task"], task["variation"], SIMPLIFICATIONS)
-        self._loaded = task["task_id"]
         self._score, self._completed, self._valid, self._referents, self._look = 0, False, None, None, None
         return self._clean(self._env.server.step("look around"))
 
