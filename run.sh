@@ -35,6 +35,8 @@ RL_ARMS=${RL_ARMS:-il iwm sr}      # starting checkpoints for RL, same recipe an
 RL_UPDATES=${RL_UPDATES:-20}       # GRPO updates
 RL_GROUP=${RL_GROUP:-8}            # episodes per task (G); tasks per update: RL_TASKS
 RL_TASKS=${RL_TASKS:-2}
+RL_REWARD=${RL_REWARD:-score}      # score (the game's 0-1 progress) or success: at 5-10% success most 8-episode groups all fail and teach nothing
+RL_EVAL_EVERY=${RL_EVAL_EVERY:-5}  # greedy test evaluation (EPISODES episodes) every N updates, for the curves
 if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every stage runs end to end
   MODEL=tiny-random; RUN=${RUN_SMOKE:-runs/smoke}; TASKS=3; EPISODES=3; EVAL_BATCH=3; MAX_STEPS=3
   EPOCHS=1; SEEDS=${SEEDS_SMOKE:-0}; ARMS=${ARMS_SMOKE:-il il-matched iwm iwm-matched sr}
@@ -139,10 +141,12 @@ if [[ $RL == 1 ]]; then
   for seed in $SEEDS; do
     for arm in $RL_ARMS; do
       R=$RUN/rl/$arm-s$seed
+      tokens=$ACTION_TOKENS; [[ $arm == sr ]] && tokens=$((ACTION_TOKENS + 104))   # as in stage 5: SR thinks first
       [[ -f $R/ckpt/adapter_config.json ]] || timed "rl $arm-s$seed" python rl.py --init "$RUN/ckpt/$arm-s$seed" \
-        --env "$ENV" --updates "$RL_UPDATES" --group "$RL_GROUP" --tasks-per-update "$RL_TASKS" \
-        --batch "$EVAL_BATCH" --max-steps "$MAX_STEPS" --max-new-tokens "$ACTION_TOKENS" --eval-every 5 --eval-episodes "$EPISODES" --seed "$seed" --out "$R"
-      ev "$RUN/eval/rl-$arm/s$seed" --model "$R/ckpt" --label "rl-$arm"
+        --env "$ENV" --updates "$RL_UPDATES" --group "$RL_GROUP" --tasks-per-update "$RL_TASKS" --reward "$RL_REWARD" \
+        --batch "$EVAL_BATCH" --max-steps "$MAX_STEPS" --max-new-tokens $tokens --eval-every "$RL_EVAL_EVERY" \
+        --eval-episodes "$EPISODES" --seed "$seed" --out "$R"
+      ev "$RUN/eval/rl-$arm/s$seed" --model "$R/ckpt" --label "rl-$arm" --max-new-tokens $tokens
     done
   done
   python rl.py --plot $(for a in $RL_ARMS; do echo "$RUN/rl/$a-s${SEEDS%% *}"; done) --out "$RUN/rl/curves.png"
