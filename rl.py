@@ -265,24 +265,28 @@ def update(model, tok, opt, episodes: list[dict], args, device) -> dict:
 
 
 def plot(runs: list[str], out: str) -> None:
+    """Left: greedy success on test vs update. Right: mean reward of the training rollouts (what GRPO
+    optimises; with --reward score it moves long before success does)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, ax_r) = plt.subplots(1, 2, figsize=(10, 4))
     for run in runs:
         rows = common.read_jsonl(Path(run) / "curve.jsonl")
         pts = [(r["update"], r["test_success"]) for r in rows if r.get("test_success") is not None]
-        tr = [(r["update"], r["success"]) for r in rows if "success" in r]
-        line, = ax.plot(*zip(*pts), marker="o", label=f"{Path(run).name} (test, greedy)") if pts else (None,)
+        tr = [(r["update"], r["reward"]) for r in rows if "reward" in r]
+        line, = ax.plot(*zip(*pts), marker="o", label=Path(run).name) if pts else ax.plot([], [])
         if tr:
-            ax.plot(*zip(*tr), alpha=0.35, color=line.get_color() if line else None, label=f"{Path(run).name} (train rollouts)")
-    ax.set_xlabel("GRPO update")
-    ax.set_ylabel("success rate")
+            ax_r.plot(*zip(*tr), marker=".", color=line.get_color(), label=Path(run).name)
+    ax.set_title("test success (greedy)", fontsize=9)
     ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax_r.set_title("training rollouts: mean reward (temperature 1.0)", fontsize=9)
+    for a in (ax, ax_r):
+        a.set_xlabel("GRPO update")
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -318,15 +322,20 @@ def main(argv=None):
         tasks = rng.sample(train_tasks, min(args.tasks_per_update, len(train_tasks)))
         batch = [{**t, "task_id": f"{t['task_id']}#{j}"} for t in tasks for j in range(args.group)]
         common.set_seed(args.seed * 1_000_003 + u)
+        t_roll = time.time()
         model.eval()
         episodes = list(common.run_episodes(model, tok, args.env, batch, batch=args.batch,
                                             max_steps=args.max_steps or None, temperature=args.temperature,
                                             max_new_tokens=args.max_new_tokens, keep_messages=True, progress=None,
                                             pool=pool))
+        t_upd = time.time()
         stats = update(model, tok, opt, episodes, args, device)
+        now = time.time()
         stats["update"] = u
-        stats["seconds"] = round(time.time() - t0, 1)
-        stats["tokens_per_s"] = round(stats.get("tokens", 0) / max(1e-9, time.time() - t0), 1)
+        stats["seconds"] = round(now - t0, 1)  # since the first update (evaluations included)
+        stats["rollout_s"], stats["update_s"] = round(t_upd - t_roll, 1), round(now - t_upd, 1)
+        # trained answer tokens per second of this update (rollouts + gradient step)
+        stats["tokens_per_s"] = round(stats.get("tokens", 0) / max(1e-9, now - t_roll), 2)
         if args.eval_every and (u % args.eval_every == 0 or u == args.updates):
             stats["test_success"] = evaluate_greedy(model, tok, args, pool)
         common.append_jsonl(curve, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.items()})

@@ -75,6 +75,11 @@ def test_rl_runs_with_kl_and_saves_a_loadable_adapter(tmp_path):
     curve = common.read_jsonl(out / "curve.jsonl")
     assert [c["update"] for c in curve] == [0, 1, 2] and "test_success" in curve[0] and "test_success" in curve[2]
     assert all(c["kl"] >= 0 and 0 <= c["zero_std"] <= 1 and 0 <= c["success"] <= 1 for c in curve[1:])
+    for c in curve[1:]:  # tokens/s is this update's (rollouts + gradient step), not a running average
+        assert c["rollout_s"] >= 0 and c["update_s"] >= 0 and c["seconds"] >= c["rollout_s"] + c["update_s"] - 0.2
+        if c.get("tokens"):
+            took = c["tokens"] / c["tokens_per_s"]
+            assert abs(took - (c["rollout_s"] + c["update_s"])) <= 0.1 + 0.02 * took
     model, tok = common.load_model(str(out / "ckpt"), dtype="fp32")
     start, _ = common.load_model(str(warm), dtype="fp32")
     moved = [n for (n, p), (_, q) in zip(model.named_parameters(), start.named_parameters()) if not torch.equal(p, q)]
