@@ -32,11 +32,11 @@ TRAIN_FLAGS=${TRAIN_FLAGS:-}       # extra train.py flags (e.g. --full)
 MAPPED=${MAPPED:-0}                # 1: also evaluate every trained arm with answers mapped to the closest valid action
 RL=${RL:-0}                        # 1: GRPO from each of RL_ARMS after the table (stage 7, long on a CPU)
 RL_ARMS=${RL_ARMS:-il iwm sr}      # starting checkpoints for RL, same recipe and budget for all
-RL_UPDATES=${RL_UPDATES:-20}       # GRPO updates
-RL_GROUP=${RL_GROUP:-8}            # episodes per task (G); tasks per update: RL_TASKS
+RL_UPDATES=${RL_UPDATES:-6}        # GRPO updates (sized for 2 CPU cores: ~3.5 min each, README; use 50+ on a GPU)
+RL_GROUP=${RL_GROUP:-4}            # episodes per task (G); tasks per update: RL_TASKS
 RL_TASKS=${RL_TASKS:-2}
 RL_REWARD=${RL_REWARD:-score}      # score (the game's 0-1 progress) or success: at 5-10% success most 8-episode groups all fail and teach nothing
-RL_EVAL_EVERY=${RL_EVAL_EVERY:-5}  # greedy test evaluation (EPISODES episodes) every N updates, for the curves
+RL_EVAL_EVERY=${RL_EVAL_EVERY:-3}  # greedy test evaluation (EPISODES episodes) every N updates, for the curves
 if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every stage runs end to end
   MODEL=tiny-random; RUN=${RUN_SMOKE:-runs/smoke}; TASKS=3; EPISODES=3; EVAL_BATCH=3; MAX_STEPS=3
   EPOCHS=1; SEEDS=${SEEDS_SMOKE:-0}; ARMS=${ARMS_SMOKE:-il il-matched iwm iwm-matched sr}
