@@ -78,7 +78,8 @@ stage "3/6 reflect"
 #    at the defaults IL 4 min, IWM 6 + 4 min, SR 5 min (~440 tokens/s, half the bf16 matmul peak).
 #    il           imitation, EPOCHS epochs over expert.jsonl (its step count is "the budget")
 #    iwm          one epoch of world modelling, then the full imitation budget ("full" reading)
-#    iwm-matched  one epoch of world modelling, then imitation for (budget - stage-1 steps) steps
+#    iwm-matched  stage 1 + stage 2 = the budget: one epoch of world modelling, then imitation for
+#                 (budget - stage-1 steps); if the epoch alone exceeds the budget, half and half
 #    il-matched   imitation for as many steps as the longest arm (iwm), so no arm wins on compute
 #    sr           imitation budget over expert.jsonl + reflect.jsonl (mixed, same epochs)
 stage "4/6 train"
@@ -98,8 +99,16 @@ for seed in $SEEDS; do
     train "$C/iwm-s$seed" --init "$C/iwm-stage1-s$seed" --data "$RUN/expert.jsonl" --epochs "$EPOCHS" --seed "$seed"
   fi
   if has iwm-matched; then
-    train "$C/iwm-matched-s$seed" --init "$C/iwm-stage1-s$seed" --data "$RUN/expert.jsonl" \
-      --steps $(( il_steps > s1 ? il_steps - s1 : 1 )) --seed "$seed"
+    if (( s1 < il_steps )); then  # one world-model epoch fits in the budget; imitation gets the rest
+      train "$C/iwm-matched-s$seed" --init "$C/iwm-stage1-s$seed" --data "$RUN/expert.jsonl" \
+        --steps $(( il_steps - s1 )) --seed "$seed"
+    else  # it does not (the defaults: 57 world-model steps > 38): half the budget each, else this arm
+          # would be a world-model-only policy that never learned the action format
+      w=$(( il_steps > 1 ? il_steps / 2 : 1 ))
+      train "$C/iwm-matched-stage1-s$seed" --data "$RUN/iwm.jsonl" --steps $w --seed "$seed"
+      train "$C/iwm-matched-s$seed" --init "$C/iwm-matched-stage1-s$seed" --data "$RUN/expert.jsonl" \
+        --steps $(( il_steps > 1 ? il_steps - w : 1 )) --seed "$seed"
+    fi
   fi
   if has il-matched; then
     train "$C/il-matched-s$seed" --data "$RUN/expert.jsonl" --steps $(( il_steps + s1 )) --seed "$seed"

@@ -9,7 +9,8 @@ What changes is the data (DESIGN.md, "Data flow"):
   SR   (paper 4.3, Eq. 4)       --data expert.jsonl reflect.jsonl            L_SR  = -log p(c_i, a_i | s_i)
 IWM's budget has two readings in the paper: stage 2 = the full imitation budget ("full"), or stage 1 +
 stage 2 = the imitation budget in optimizer steps ("matched": give stage 2 --steps = IL steps -
-stage-1 steps). run.sh trains both.
+stage-1 steps; when one world-model epoch alone exceeds the budget, run.sh gives each stage half of
+it with --steps). run.sh trains both.
 
 Details that matter and are written out below: masks built from token ids (common.encode_chat; the
 end-of-turn token is trained so the model learns to stop); the language-model head is applied only at
