@@ -34,9 +34,12 @@ whatever the policy does. Its gradient, -mean(A * grad logp), is not zero: it ra
 probability of actions in better-than-average episodes and lowers the others. Do not watch the loss;
 watch reward and success (up), zero_std (not stuck at 1), kl (small and slowly rising), tokens/s.
 
-LoRA trick for the reference policy: the start checkpoint is merged into the base weights and a
-fresh LoRA adapter is trained on top. The reference policy (for KL) is the same model with the
-adapter switched off (`with model.disable_adapter()`), so no second copy of the model is needed.
+LoRA trick for the reference policy: a fresh LoRA adapter ("rl") is trained on top of the start
+policy, and the reference policy (for KL) is the same model with that adapter switched off, so no
+second copy of the model is needed. When --init is a train.py LoRA checkpoint, its adapter stays
+loaded, frozen and active beside "rl" (not merged: merging a LoRA update into bf16 weights rounds
+most of it away, common.load_model); the reference is then "start adapter only". The saved
+checkpoint is the "rl" adapter over --init, and common.load_model stacks the two again.
 
 Inputs:  --init (a train.py checkpoint or any model); the env's train split
 Outputs: OUT/curve.jsonl (one line per update), OUT/ckpt/ (adapter over --init), OUT/args.json;
@@ -52,6 +55,7 @@ import argparse
 import json
 import random
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import common
@@ -169,18 +173,51 @@ def policy_loss(logp, old_logp, ref_logp, adv, clip: float, beta: float, weight=
 
 
 # ---------------------------------------------------------------------------------------------
+RL_ADAPTER = "rl"
+
+
+def _activate(model, names: list[str]) -> None:
+    """Make these adapters active; only the RL adapter trains (peft marks every active one trainable)."""
+    model.base_model.set_adapter(names)
+    for n, p in model.named_parameters():
+        p.requires_grad = f".{RL_ADAPTER}." in n
+
+
 def build_policy(args):
-    """The start policy merged into the weights, plus a fresh trainable LoRA adapter (or --full)."""
+    """The start policy plus a fresh trainable LoRA adapter "rl" (or all weights with --full)."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
 
     model, tok = common.load_model(args.init, dtype="fp32" if args.full else args.dtype)
     if args.full:
+        if isinstance(model, PeftModel):
+            model = model.merge_and_unload()
         return model, tok
     torch.manual_seed(args.seed)
-    model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0,
-                                             target_modules="all-linear", task_type="CAUSAL_LM"))
-    return model, tok
+    config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0,
+                        target_modules="all-linear", task_type="CAUSAL_LM")
+    if isinstance(model, PeftModel):  # a train.py LoRA checkpoint, kept unmerged: stack "rl" on it
+        if len(model.peft_config) > 1:
+            raise common.UserError(f"--init {args.init}: start from a train.py checkpoint, not a stacked (rl.py) one")
+        model.add_adapter(RL_ADAPTER, config)
+        _activate(model, ["default", RL_ADAPTER])
+        return model, tok
+    return get_peft_model(model, config, adapter_name=RL_ADAPTER), tok
+
+
+@contextmanager
+def reference_policy(model):
+    """The start policy, for the KL term: the same model with the RL adapter switched off."""
+    stacked = len(getattr(model, "peft_config", {})) > 1
+    if not stacked:
+        with model.disable_adapter():
+            yield
+        return
+    _activate(model, ["default"])
+    try:
+        yield
+    finally:
+        _activate(model, ["default", RL_ADAPTER])
 
 
 def evaluate_greedy(model, tok, args, pool, split: str = "test") -> float:
@@ -225,7 +262,7 @@ def update(model, tok, opt, episodes: list[dict], args, device) -> dict:
             sizes = [sum(x != common.IGNORE for x in e["labels"][1:]) for e in part]
             ref = None
             if use_ref:
-                with model.disable_adapter():
+                with reference_policy(model):
                     ref, _, _ = token_logprobs(model, part, device)
             for e, o, r in zip(part, old.split(sizes), (ref.split(sizes) if ref is not None else [None] * len(part))):
                 e["old"], e["ref"] = o, r
@@ -345,7 +382,8 @@ def main(argv=None):
     import train  # the same atomic checkpoint writer as supervised training
 
     base_name = args.init
-    train.save_checkpoint(model, tok, args, base_name, common.read_jsonl(curve), out / "ckpt")
+    train.save_checkpoint(model, tok, args, base_name, common.read_jsonl(curve), out / "ckpt",
+                          adapter=None if args.full else RL_ADAPTER)
     print(f"saved {out / 'ckpt'}")
 
 

@@ -237,14 +237,19 @@ def setup_distributed():
     return dist.get_rank(), world, device
 
 
-def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path) -> None:
-    """Write to a temporary folder, then rename: never a half-written checkpoint."""
+def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path, adapter: str | None = None) -> None:
+    """Write to a temporary folder, then rename: never a half-written checkpoint. adapter: the one
+    LoRA adapter to save when the model holds several (rl.py's "rl" over a frozen start adapter)."""
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     if hasattr(model, "peft_config"):
-        for cfg in model.peft_config.values():
-            cfg.base_model_name_or_path = base_name  # the alias (e.g. smollm2-135m), not a cache path
-    if hasattr(model, "peft_config"):
-        model.save_pretrained(tmp, save_embedding_layers=False)  # no hub look-up for the base's config
+        adapter = adapter or "default"
+        model.peft_config[adapter].base_model_name_or_path = base_name  # the alias, not a cache path
+        # no hub look-up for the base's config; peft puts an adapter not named "default" in a subfolder
+        model.save_pretrained(tmp, save_embedding_layers=False, selected_adapters=[adapter])
+        if adapter != "default":
+            for f in (tmp / adapter).iterdir():
+                f.rename(tmp / f.name)
+            (tmp / adapter).rmdir()
     else:
         model.save_pretrained(tmp)
     tok.save_pretrained(tmp)

@@ -117,3 +117,66 @@ def test_jsonl_writes_are_readable_and_stable(tmp_path):
     rows = [{"id": "1", "text": "ünï"}, {"id": "2", "b": [1, 2]}]
     common.write_jsonl(p, rows)
     assert common.read_jsonl(p) == rows and json.loads(p.read_text().splitlines()[0])["text"] == "ünï"
+
+
+def _lora_checkpoint(base_name, out, scale, seed, init=None):
+    """A LoRA checkpoint written by train.save_checkpoint, with random adapter weights of a given size."""
+    import argparse
+
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    import train
+
+    model, tok = common.load_model(init or base_name, dtype="fp32")
+    if isinstance(model, PeftModel):
+        model = model.merge_and_unload()
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    g = torch.Generator().manual_seed(seed)
+    for n, p in model.named_parameters():
+        if "lora_" in n:
+            p.data = torch.randn(p.shape, generator=g) * scale
+    train.save_checkpoint(model, tok, argparse.Namespace(), init or base_name, [], out)
+    return out
+
+
+def test_bf16_loading_keeps_the_adapter_that_a_merge_would_round_away(tmp_path):
+    """In bf16 the adapter stays separate and exact; merged, a small update mostly vanishes."""
+    import torch
+    from peft import PeftModel
+
+    ck = _lora_checkpoint("tiny-random", tmp_path / "ck", scale=0.004, seed=0)
+    saved = {n: p.detach().clone() for n, p in common.load_model(str(ck), dtype="fp32", trainable=True)[0].named_parameters()
+             if "lora_" in n}
+    bf, _ = common.load_model(str(ck), dtype="bf16")
+    assert isinstance(bf, PeftModel)  # not merged
+    loaded = {n: p for n, p in bf.named_parameters() if "lora_" in n}
+    assert loaded.keys() == saved.keys() and all(torch.equal(loaded[n].float(), saved[n]) for n in saved)
+    assert not isinstance(common.load_model(str(ck), dtype="fp32")[0], PeftModel)  # fp32: merged (exact enough)
+    # what a bf16 merge does to the same update: most changed weights round back to their base value
+    base = common.load_model("tiny-random", dtype="bf16")[0]
+    merged = PeftModel.from_pretrained(common.load_model("tiny-random", dtype="bf16")[0], str(ck)).merge_and_unload()
+    moved = erased = 0
+    for (n, w0), (_, w1) in zip(base.named_parameters(), merged.named_parameters()):
+        if w0.dim() == 2 and "embed" not in n:
+            moved += w0.numel()
+            erased += torch.eq(w0, w1).sum().item()
+    assert erased / moved > 0.3
+
+
+def test_stacked_adapter_checkpoint_adds_both_updates(tmp_path):
+    """An adapter over an adapter checkpoint (rl.py's output) loads as both adapters, active together."""
+    import torch
+
+    inner = _lora_checkpoint("tiny-random", tmp_path / "inner", scale=0.05, seed=1)
+    outer = _lora_checkpoint("tiny-random", tmp_path / "outer", scale=0.05, seed=2, init=str(inner))
+    ids = torch.tensor([[5, 17, 33, 2, 9, 41]])
+    with torch.no_grad():
+        ref = common.load_model(str(outer), dtype="fp32")[0](ids).logits  # both merged in fp32
+        only_inner = common.load_model(str(inner), dtype="fp32")[0](ids).logits
+        stacked = common.load_model(str(outer), dtype="bf16")[0](ids).logits.float()
+    update = (ref - only_inner).abs().max()
+    assert update > 0.05
+    assert (stacked - ref).abs().max() < 0.25 * update
+    with pytest.raises(common.UserError, match="stacked"):
+        common.load_model(str(outer), dtype="bf16", trainable=True)

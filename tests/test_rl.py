@@ -1,4 +1,6 @@
 """rl.py: group advantages, the action-token mask, the loss, and a learning test."""
+import json
+
 import pytest
 import torch
 
@@ -125,3 +127,45 @@ def test_grpo_raises_training_success_after_an_imitation_warm_up(tmp_path):
     assert 0.3 < before < 0.85, before  # room to improve: the setting is neither solved nor hopeless
     assert after >= before + 0.10, (before, after, curve)
     assert sum(curve[-5:]) > sum(curve[:5]), curve  # the training reward rose during RL
+
+
+def test_rl_from_a_lora_checkpoint_keeps_the_start_adapter_frozen_and_unmerged(tmp_path):
+    """--init a train.py LoRA checkpoint (what run.sh does): the start adapter stays active and frozen
+    beside a fresh "rl" adapter; the reference policy is the start policy (KL = 0 at the first update);
+    the saved checkpoint is the "rl" adapter alone and loads stacked on its start, in bf16 too."""
+    import torch
+    from peft import PeftModel
+
+    env = "twx-coin:numLocations=2"
+    warm = imitation_warm_up(tmp_path, env)  # a full fine-tune (LoRA on the random tiny model learns too slowly)
+    start = tmp_path / "lora"  # a LoRA checkpoint over it: the kind of --init run.sh passes
+    train.main(["--model", str(warm), "--steps", "4", "--batch", "8", "--lr", "1e-3",
+                "--data", str(tmp_path / "data" / "expert.jsonl"), "--out", str(start)])
+    args = rl.parse_args(["--init", str(start), "--out", str(tmp_path / "x"), "--dtype", "bf16"])
+    model, tok = rl.build_policy(args)
+    assert isinstance(model, PeftModel) and set(model.peft_config) == {"default", "rl"}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".rl." in n for n in trainable)
+    with rl.reference_policy(model):
+        assert model.base_model.active_adapters == ["default"]
+    assert sorted(model.base_model.active_adapters) == ["default", "rl"]
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable  # frozen again
+
+    out = tmp_path / "rl"
+    # the invalid-action penalty makes rewards differ inside groups even when no episode succeeds
+    rl.main(["--init", str(start), "--env", env, "--lr", "0.3", "--kl", "0.1", "--invalid-penalty", "0.5", "--updates", "2",
+             "--tasks-per-update", "2", "--group", "4", "--train-tasks", "8", "--batch", "8", "--max-steps", "3",
+             "--eval-every", "0", "--dtype", "bf16", "--out", str(out)])
+    curve = common.read_jsonl(out / "curve.jsonl")
+    first = [c for c in curve if c.get("steps")]
+    assert first and abs(first[0]["kl"]) < 1e-6  # the policy starts exactly at the reference
+    saved = json.loads((out / "ckpt" / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == str(start) and not (out / "ckpt" / "rl").exists()
+    # the start adapter was not trained: its weights in the RL model equal the checkpoint's
+    ids = torch.tensor([[5, 17, 33, 2, 9, 41]])
+    with torch.no_grad():
+        start_logits = common.load_model(str(start), dtype="fp32")[0](ids).logits
+        after32 = common.load_model(str(out / "ckpt"), dtype="fp32")[0](ids).logits
+        after16 = common.load_model(str(out / "ckpt"), dtype="bf16")[0](ids).logits.float()
+    assert (after32 - start_logits).abs().max() > 1e-4  # RL moved the policy
+    assert (after16 - after32).abs().max() < 0.1
