@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole early-experience pipeline, stage by stage (paper: arXiv 2510.08558).
 #
-#   bash run.sh                      # embedded SmolLM2-135M on twx-cooking: ~42 min on 2 CPU cores (README, "The default run")
+#   bash run.sh                      # embedded SmolLM2-135M on twx-cooking: ~49 min on 2 CPU cores (README, "The default run")
 #   SMOKE=1 bash run.sh              # the same stages on a tiny random model and a handful of tasks (~2 min)
 #   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
 #   SEEDS="0 1 2" ARMS="il il-matched iwm iwm-matched sr" bash run.sh     # the fair comparison (README, Results)
