@@ -274,9 +274,9 @@ def load_model(name: str, *, dtype: str | None = "auto", device: str | None = No
     or a checkpoint folder written by train.py (LoRA adapter over its base, or a full model).
     trainable=True keeps a LoRA adapter separate and trainable (train.py --init). Otherwise the adapter
     is merged into the base weights only when they are fp32: merging into bf16 weights rounds most of
-    a fine-tuning update away (a 38-step imitation adapter changes 79% of the weights of the layers it
-    adapts; after a bf16 merge 64% of those are back at their base value and the update is off by 63%
-    of its norm; of the weights a 6-update GRPO adapter moves, 79% stay put), so the model evaluated
+    a fine-tuning update away (bench/merge_rounding.py: of the weights a 38-step imitation adapter
+    moves, 64% are back at their base value after a bf16 merge, the update off by 63% of its norm;
+    of those a 6-update GRPO adapter moves, 98%), so the model evaluated
     would not be the model trained. Unmerged costs time: the default run's IL evaluation took 372 s
     against 212 s merged (2 cores); correctness first.
     A checkpoint whose base is itself an adapter checkpoint (rl.py's) keeps both adapters active."""
