@@ -125,11 +125,12 @@ stage "5/6 evaluate"
 ev() { local out=$1; shift; [[ -f $out/summary.jsonl ]] || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
   python evaluate.py --env "$ENV" --split test ood --episodes "$EPISODES" --batch "$EVAL_BATCH" \
   --max-steps "$MAX_STEPS" --out "$out" "$@"; }
+answer_tokens() { if [[ $1 == sr ]]; then echo $((ACTION_TOKENS + 104)); else echo "$ACTION_TOKENS"; fi; }  # SR thinks first ("Thought: ...")
 ev "$RUN/eval/prompt/s0" --model "$MODEL" --label prompt
 ev "$RUN/eval/prompt-mapped/s0" --model "$MODEL" --label prompt-mapped --action-mode mapped
 for seed in $SEEDS; do
   for arm in $ARMS; do
-    tokens=$ACTION_TOKENS; [[ $arm == sr ]] && tokens=$((ACTION_TOKENS + 104))   # SR answers think first ("Thought: ...")
+    tokens=$(answer_tokens "$arm")
     ev "$RUN/eval/$arm/s$seed" --model "$RUN/ckpt/$arm-s$seed" --label "$arm" --max-new-tokens $tokens
     if [[ $MAPPED == 1 ]]; then   # the same policy, format errors forgiven (compare with prompt-mapped)
       ev "$RUN/eval/$arm-mapped/s$seed" --model "$RUN/ckpt/$arm-s$seed" --label "$arm-mapped" \
@@ -150,7 +151,7 @@ if [[ $RL == 1 ]]; then
   for seed in $SEEDS; do
     for arm in $RL_ARMS; do
       R=$RUN/rl/$arm-s$seed
-      tokens=$ACTION_TOKENS; [[ $arm == sr ]] && tokens=$((ACTION_TOKENS + 104))   # as in stage 5: SR thinks first
+      tokens=$(answer_tokens "$arm")
       [[ -f $R/ckpt/adapter_config.json ]] || timed "rl $arm-s$seed" python rl.py --init "$RUN/ckpt/$arm-s$seed" \
         --env "$ENV" --updates "$RL_UPDATES" --group "$RL_GROUP" --tasks-per-update "$RL_TASKS" --reward "$RL_REWARD" \
         --batch "$EVAL_BATCH" --max-steps "$MAX_STEPS" --max-new-tokens $tokens --eval-every "$RL_EVAL_EVERY" \
