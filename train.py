@@ -327,8 +327,11 @@ def main(argv=None):
         sched.step()
         opt.zero_grad(set_to_none=True)
         rate = tokens_seen / (time.time() - t0)
-        log.append({"step": step + 1, "loss": round(loss_total, 5), "lr": sched.get_last_lr()[0],
-                    "target_tokens": n_target, "tokens_per_s": round(rate, 1)})
+        row = {"step": step + 1, "loss": round(loss_total, 5), "lr": sched.get_last_lr()[0],
+               "target_tokens": n_target, "tokens": tokens, "tokens_per_s": round(rate, 1)}
+        if device.type == "cuda":  # the most GPU memory held so far: what --batch / --micro-batch cost
+            row["peak_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        log.append(row)
         bar.set_postfix(loss=f"{loss_total:.3f}", tok_s=f"{rate:.0f}")
     if rank == 0:
         save_checkpoint(model, tok, args, base_name, log, out)

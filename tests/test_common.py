@@ -170,7 +170,7 @@ def test_stacked_adapter_checkpoint_adds_both_updates(tmp_path):
 
     inner = _lora_checkpoint("tiny-random", tmp_path / "inner", scale=0.05, seed=1)
     outer = _lora_checkpoint("tiny-random", tmp_path / "outer", scale=0.05, seed=2, init=str(inner))
-    ids = torch.tensor([[5, 17, 33, 2, 9, 41]])
+    ids = torch.tensor([[5, 17, 33, 2, 9, 41]], device=common.default_device())
     with torch.no_grad():
         ref = common.load_model(str(outer), dtype="fp32")[0](ids).logits  # both merged in fp32
         only_inner = common.load_model(str(inner), dtype="fp32")[0](ids).logits

@@ -18,7 +18,7 @@ def _batch(tok):
     for c in chats:
         ids, labels = common.encode_chat(tok, c)
         examples.append({"ids": ids, "labels": labels})
-    return train.collate(examples, tok.pad_token_id, "cpu")
+    return train.collate(examples, tok.pad_token_id, common.default_device())  # the tiny fixture sits on the default device
 
 
 def test_head_only_on_targets_equals_full_logits_loss(tiny):
