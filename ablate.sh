@@ -24,7 +24,7 @@ what=${1:-}
 ENV=${ENV:-twx-cooking}
 MODEL=${MODEL:-smollm2-135m}
 SEEDS=${SEEDS:-0}
-TASKS=${TASKS:-20}
+TASKS=${TASKS:-16}                 # run.sh's default: K=2 (ablate.sh k) and fraction 1 (ablate.sh data) are the default run
 KS=${KS:-1 2 4 8}                  # the K values (ablate.sh k)
 FRACS=${FRACS:-1/8 1/4 1/2 1}      # the fractions of expert data (ablate.sh data)
 K_IWM=${K_IWM:-2}                  # ablate.sh data keeps run.sh's K

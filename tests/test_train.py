@@ -61,6 +61,10 @@ def test_lora_checkpoint_trains_every_adapter_weight_and_reloads_identically(exp
         assert not torch.equal(v, init[k]), k
     log = [json.loads(x) for x in (out / "loss.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and json.loads((out / "args.json").read_text())["steps"] == 4
+    # each step logs the tokens it read (prompt + target, no padding), at least its target tokens;
+    # bench/cuda_check.py derives steady tokens/s from them and the cumulative rate
+    assert all(r["tokens"] > r["target_tokens"] > 0 for r in log)
+    assert ("peak_gb" in log[-1]) == torch.cuda.is_available()
     # reload (merged for inference) and unmerged trainable: the same greedy answers
     merged, tok = common.load_model(str(out), dtype="fp32")
     adapter, _ = common.load_model(str(out), dtype="fp32", trainable=True)
