@@ -159,6 +159,8 @@ def test_rl_from_a_lora_checkpoint_keeps_the_start_adapter_frozen_and_unmerged(t
     curve = common.read_jsonl(out / "curve.jsonl")
     first = [c for c in curve if c.get("steps")]
     assert first and abs(first[0]["kl"]) < 1e-6  # the policy starts exactly at the reference
+    # ... and leaves it: the reference (start adapter alone) really has the RL adapter switched off
+    assert len(first) == 2 and first[1]["kl"] > 1e-4
     saved = json.loads((out / "ckpt" / "adapter_config.json").read_text())
     assert saved["base_model_name_or_path"] == str(start) and not (out / "ckpt" / "rl").exists()
     # the start adapter was not trained: its weights in the RL model equal the checkpoint's
