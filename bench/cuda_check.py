@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -353,8 +354,6 @@ def main(argv=None):
                       f"{row['generate']['tokens_per_s']:.0f}", f"{row['generate']['peak_gb']}",
                       f"{row['grpo']['seconds']}", f"{row['grpo']['peak_gb']}",
                       f"{a['bf16_apart_err']} / {a['bf16_merged_err']} / {a['update_mean_abs']}" if a else "-")
-        import shutil
-
         shutil.rmtree(d, ignore_errors=True)  # an 8B copy is 15 GB of disk
     Console().print(table)
 

@@ -164,7 +164,7 @@ def test_rl_from_a_lora_checkpoint_keeps_the_start_adapter_frozen_and_unmerged(t
     saved = json.loads((out / "ckpt" / "adapter_config.json").read_text())
     assert saved["base_model_name_or_path"] == str(start) and not (out / "ckpt" / "rl").exists()
     # the start adapter was not trained: its weights in the RL model equal the checkpoint's
-    ids = torch.tensor([[5, 17, 33, 2, 9, 41]])
+    ids = torch.tensor([[5, 17, 33, 2, 9, 41]], device=common.default_device())
     with torch.no_grad():
         start_logits = common.load_model(str(start), dtype="fp32")[0](ids).logits
         after32 = common.load_model(str(out / "ckpt"), dtype="fp32")[0](ids).logits
