@@ -29,6 +29,7 @@ KS=${KS:-1 2 4 8}                  # the K values (ablate.sh k)
 FRACS=${FRACS:-1/8 1/4 1/2 1}      # the fractions of expert data (ablate.sh data)
 K_IWM=${K_IWM:-2}                  # ablate.sh data keeps run.sh's K
 K_SR=${K_SR:-2}
+THREADS=${THREADS:-0}              # torch CPU threads per script (run.sh); 1 when two jobs share 2 cores
 if [[ "${SMOKE:-0}" == 1 ]]; then
   MODEL=tiny-random; TASKS=4; KS=${KS_SMOKE:-1 2}; FRACS=${FRACS_SMOKE:-1/2 1}
 fi
@@ -40,12 +41,12 @@ kmax=0; for k in $KS; do (( k > kmax )) && kmax=$k; done
 D=$A/data
 if [[ ! -f $D/collect_stats.json ]]; then
   if [[ $what == k ]]; then ki=$kmax; ks=$kmax; else ki=$K_IWM; ks=$K_SR; fi
-  python collect.py --env "$ENV" --split train --tasks "$TASKS" --k-iwm "$ki" --k-sr "$ks" --model "$MODEL" --out "$D"
+  python collect.py --env "$ENV" --split train --tasks "$TASKS" --k-iwm "$ki" --k-sr "$ks" --model "$MODEL" --threads "$THREADS" --out "$D"
 fi
 
 # run.sh on one setting's folder; SMOKE runs read RUN_SMOKE, not RUN
 # (ARMS_SMOKE, SEEDS_SMOKE, RL_SMOKE, MAPPED_SMOKE: what SMOKE=1 would otherwise set in run.sh)
-pipeline() { local run=$1 arms=$2; shift 2; env RUN="$run" RUN_SMOKE="$run" ENV="$ENV" MODEL="$MODEL" SEEDS="$SEEDS" \
+pipeline() { local run=$1 arms=$2; shift 2; env RUN="$run" RUN_SMOKE="$run" ENV="$ENV" MODEL="$MODEL" SEEDS="$SEEDS" THREADS="$THREADS" \
   SEEDS_SMOKE="$SEEDS" ARMS="$arms" ARMS_SMOKE="$arms" RL=0 RL_SMOKE=0 MAPPED_SMOKE=0 "$@" bash run.sh; }
 # a file or folder of the first setting linked into another (work that does not depend on the setting)
 share() { local from=$1 to=$2; [[ -e $to || ! -e $from ]] && return 0; mkdir -p "$(dirname "$to")"
@@ -57,7 +58,7 @@ if [[ $what == k ]]; then
     R=$A/k$k; mkdir -p "$R"
     for f in expert.jsonl rollouts.jsonl collect_stats.json; do share "$D/$f" "$R/$f"; done
     [[ -f $R/iwm.jsonl ]] || python iwm.py --run "$R" --k "$k"
-    [[ -f $R/reflect.jsonl ]] || python reflect.py --run "$R" --model "$MODEL" --k "$k"
+    [[ -f $R/reflect.jsonl ]] || python reflect.py --run "$R" --model "$MODEL" --k "$k" --threads "$THREADS"
     printf '{"ablation": "k", "value": %s, "label": "K=%s"}\n' "$k" "$k" > "$R/setting.json"
     if [[ -n $first ]]; then  # IL and the Prompt baselines from the first K
       for seed in $SEEDS; do share "$first/ckpt/il-s$seed" "$R/ckpt/il-s$seed"; share "$first/eval/il/s$seed" "$R/eval/il/s$seed"; done

@@ -37,6 +37,8 @@ RL_GROUP=${RL_GROUP:-4}            # episodes per task (G); tasks per update: RL
 RL_TASKS=${RL_TASKS:-2}
 RL_REWARD=${RL_REWARD:-score}      # score (the game's 0-1 progress) or success: at 5-10% success most 8-episode groups all fail and teach nothing
 RL_EVAL_EVERY=${RL_EVAL_EVERY:-3}  # greedy test evaluation (EPISODES episodes) every N updates, for the curves
+THREADS=${THREADS:-0}              # torch CPU threads per script, 0 = all cores; two runs side by side on 2 cores:
+                                   # THREADS=1 each (1.34x the work done per hour, docs/benchmarks.md; same results)
 if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every stage runs end to end
   MODEL=tiny-random; RUN=${RUN_SMOKE:-runs/smoke}; TASKS=3; EPISODES=3; EVAL_BATCH=3; MAX_STEPS=3
   EPOCHS=1; SEEDS=${SEEDS_SMOKE:-0}; ARMS=${ARMS_SMOKE:-il il-matched iwm iwm-matched sr}
@@ -63,7 +65,7 @@ timed() { local name=$1; shift; local s=$SECONDS; "$@"; printf '%s\t%s\n' "$name
 #    alternatives executed one step. -> expert.jsonl, rollouts.jsonl. ~2 min at the defaults (2 cores).
 stage "1/6 collect"
 [[ -f $RUN/collect_stats.json ]] || timed collect python collect.py --env "$ENV" --split train --tasks "$TASKS" \
-  --k-iwm "$K_IWM" --k-sr "$K_SR" --model "$MODEL" --max-new-tokens "$ACTION_TOKENS" --out "$RUN"
+  --k-iwm "$K_IWM" --k-sr "$K_SR" --model "$MODEL" --max-new-tokens "$ACTION_TOKENS" --threads "$THREADS" --out "$RUN"
 
 # 2. World-model data (paper 4.2): (state, action) -> next observation examples. -> iwm.jsonl. Seconds.
 stage "2/6 iwm data"
@@ -72,7 +74,7 @@ stage "2/6 iwm data"
 # 3. Reflections (paper 4.3): the untuned model explains why the expert's move beats its own
 #    alternatives. -> reflect.jsonl. ~3 min at the defaults.
 stage "3/6 reflect"
-[[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --show 1
+[[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --threads "$THREADS" --show 1
 
 # 4. Train each arm with the same imitation budget (train.py). -> ckpt/<arm>-s<seed>/. The longest stage:
 #    at the defaults IL 4 min, IWM 6 + 4 min, SR 5 min (~440 tokens/s, half the bf16 matmul peak).
@@ -85,7 +87,7 @@ stage "3/6 reflect"
 stage "4/6 train"
 steps_of() { python -c "import json,sys; print(sum(1 for _ in open(sys.argv[1])))" "$1/loss.jsonl"; }
 train() { local out=$1; shift; [[ -f $out/loss.jsonl ]] || timed "train $(basename "$out")" python train.py \
-  --model "$MODEL" --batch "$BATCH" --lr "$LR" $TRAIN_FLAGS --out "$out" "$@"; }
+  --model "$MODEL" --batch "$BATCH" --lr "$LR" --threads "$THREADS" $TRAIN_FLAGS --out "$out" "$@"; }
 has() { [[ " $ARMS " == *" $1 "* ]]; }
 for seed in $SEEDS; do
   C=$RUN/ckpt
@@ -124,7 +126,7 @@ done
 stage "5/6 evaluate"
 ev() { local out=$1; shift; [[ -f $out/summary.jsonl ]] || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
   python evaluate.py --env "$ENV" --split test ood --episodes "$EPISODES" --batch "$EVAL_BATCH" \
-  --max-steps "$MAX_STEPS" --out "$out" "$@"; }
+  --max-steps "$MAX_STEPS" --threads "$THREADS" --out "$out" "$@"; }
 answer_tokens() { if [[ $1 == sr ]]; then echo $((ACTION_TOKENS + 104)); else echo "$ACTION_TOKENS"; fi; }  # SR thinks first ("Thought: ...")
 ev "$RUN/eval/prompt/s0" --model "$MODEL" --label prompt
 ev "$RUN/eval/prompt-mapped/s0" --model "$MODEL" --label prompt-mapped --action-mode mapped
@@ -155,7 +157,7 @@ if [[ $RL == 1 ]]; then
       [[ -f $R/ckpt/adapter_config.json ]] || timed "rl $arm-s$seed" python rl.py --init "$RUN/ckpt/$arm-s$seed" \
         --env "$ENV" --updates "$RL_UPDATES" --group "$RL_GROUP" --tasks-per-update "$RL_TASKS" --reward "$RL_REWARD" \
         --batch "$EVAL_BATCH" --max-steps "$MAX_STEPS" --max-new-tokens $tokens --eval-every "$RL_EVAL_EVERY" \
-        --eval-episodes "$EPISODES" --seed "$seed" --out "$R"
+        --eval-episodes "$EPISODES" --seed "$seed" --threads "$THREADS" --out "$R"
       ev "$RUN/eval/rl-$arm/s$seed" --model "$R/ckpt" --label "rl-$arm" --max-new-tokens $tokens
     done
   done
