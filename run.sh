@@ -58,7 +58,10 @@ if [[ $ENV == bfcl* ]] && ! python -c "import bfcl_eval" 2>/dev/null; then
 fi
 mkdir -p "$RUN"
 stage() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
-t0=$SECONDS; timing="$RUN/stage_times.tsv"; : > "$timing"
+# stage_times.tsv collects every invocation's stage times (a resumed or split run keeps them all);
+# a line starting with # opens each invocation
+t0=$SECONDS; timing="$RUN/stage_times.tsv"
+printf '# %s SEEDS=%s ARMS=%s\n' "$(date -u +%FT%TZ)" "$SEEDS" "$ARMS" >> "$timing"
 timed() { local name=$1; shift; local s=$SECONDS; "$@"; printf '%s\t%s\n' "$name" $((SECONDS - s)) >> "$timing"; }
 
 # 1. Collect (paper 4.1): expert trajectories, and at each expert state K_IWM uniform + K_SR policy

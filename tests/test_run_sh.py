@@ -39,6 +39,8 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     before = (run / "expert.jsonl").stat().st_mtime
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    times = (run / "stage_times.tsv").read_text().split("\n")
-    assert [t.split("\t")[0] for t in times if t] == ["total"]  # nothing re-ran
+    log = (run / "stage_times.tsv").read_text()
+    assert log.count("\n# ") == 1 and log.startswith("# ")  # one header per invocation, appended
+    last = log.split("\n# ")[-1].split("\n")[1:]
+    assert [t.split("\t")[0] for t in last if t] == ["total"]  # nothing re-ran
     assert (run / "expert.jsonl").stat().st_mtime == before
