@@ -277,8 +277,10 @@ def load_model(name: str, *, dtype: str | None = "auto", device: str | None = No
     a fine-tuning update away (bench/merge_rounding.py: of the weights a 38-step imitation adapter
     moves, 64% are back at their base value after a bf16 merge, the update off by 63% of its norm;
     of those a 6-update GRPO adapter moves, 98%), so the model evaluated
-    would not be the model trained. Unmerged costs time: the default run's IL evaluation took 372 s
-    against 212 s merged (2 cores); correctness first.
+    would not be the model trained. Unmerged, the adapter is held in the base's dtype (peft would
+    upcast it to fp32): rounding A and B themselves costs ~0.4% of the update, not most of it, and a
+    bf16 product is what training computed under autocast; it also makes greedy generation 1.48x
+    faster than peft's fp32 adapter (bench/adapter_dtype.py; a merge would be 1.85x, but wrong).
     A checkpoint whose base is itself an adapter checkpoint (rl.py's) keeps both adapters active."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -297,10 +299,12 @@ def load_model(name: str, *, dtype: str | None = "auto", device: str | None = No
             if trainable:
                 raise UserError(f"{path}: cannot train on top of a stacked adapter checkpoint; "
                                 f"start from its base {base_name} or use --dtype fp32")
-            model.load_adapter(str(path), adapter_name="outer")
+            model.load_adapter(str(path), adapter_name="outer", autocast_adapter_dtype=False)
             model.base_model.set_adapter(["default", "outer"])  # both deltas added to the base output
             return model, tok
-        model = PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+        # trainable: fp32 adapter weights (the optimizer's copy); otherwise the base's dtype (above)
+        model = PeftModel.from_pretrained(model, str(path), is_trainable=trainable,
+                                          autocast_adapter_dtype=trainable)
         if not trainable and merge and torch_dtype == torch.float32:
             model = model.merge_and_unload()
         return model, tok
