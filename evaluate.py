@@ -162,7 +162,8 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
                 common_seeds = rates.keys() & ref_rates.keys()
                 if common_seeds:
                     row["gain_vs_il"] = round(sum(rates[s] - ref_rates[s] for s in common_seeds) / len(common_seeds), 4)
-                    row["paired_vs_il"] = dict(zip(("wins", "losses"), paired(per_seed, ref)))
+                    wins, losses = paired(per_seed, ref)
+                    row["paired_vs_il"] = {"wins": wins, "losses": losses, "p": round(common.sign_test(wins, losses), 4)}
                 else:
                     row["gain_vs_il"] = round(mean - sum(ref_rates.values()) / len(ref_rates), 4)
             rows.append(row)
@@ -173,7 +174,7 @@ def write_table(run: Path, rows: list[dict]) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    cols = ("method", "split", "seeds", "episodes", "success % (±95%)", "gain vs IL", "paired vs IL (+/-)")
+    cols = ("method", "split", "seeds", "episodes", "success % (±95%)", "gain vs IL", "paired vs IL (+/-, sign test)")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table = Table(title=f"results: {run}")
     for c in cols:
@@ -182,7 +183,8 @@ def write_table(run: Path, rows: list[dict]) -> str:
         cells = [r["method"], r["split"], str(len(r["seeds"])), str(r["episodes"]),
                  f"{100 * r['success']:.1f} ± {100 * r['ci95']:.1f}",
                  f"{100 * r['gain_vs_il']:+.1f}" if "gain_vs_il" in r else "",
-                 f"+{r['paired_vs_il']['wins']} / -{r['paired_vs_il']['losses']}" if "paired_vs_il" in r else ""]
+                 f"+{r['paired_vs_il']['wins']} / -{r['paired_vs_il']['losses']} (p {r['paired_vs_il']['p']:.2f})"
+                 if "paired_vs_il" in r else ""]
         lines.append("| " + " | ".join(cells) + " |")
         table.add_row(*cells)
     Console().print(table)

@@ -58,6 +58,11 @@ def test_intervals_against_hand_computed_numbers():
     mean, half = common.mean_ci([0.2, 0.4, 0.6])  # sd 0.2, t(2) = 4.303: 4.303 * 0.2 / sqrt(3)
     assert mean == pytest.approx(0.4) and half == pytest.approx(0.49687, abs=1e-4)
     assert common.mean_ci([0.3]) == (0.3, 0.0)
+    # exact two-sided sign test: 8 wins 1 loss -> 2 x (1 + 9) / 2^9; an even split -> 1; nothing -> 1
+    assert common.sign_test(8, 1) == pytest.approx(0.0390625)
+    assert common.sign_test(1, 8) == common.sign_test(8, 1)
+    assert common.sign_test(3, 3) == 1.0 and common.sign_test(0, 0) == 1.0
+    assert common.sign_test(5, 0) == pytest.approx(0.0625)
 
 
 def test_masks_train_exactly_each_assistant_turn_and_its_end_token(tiny):

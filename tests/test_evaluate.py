@@ -74,8 +74,9 @@ def test_results_table_means_gains_and_pairs(tmp_path):
     assert rows["il"]["success"] == pytest.approx(0.375) and "gain_vs_il" not in rows["il"]
     assert rows["iwm"]["success"] == pytest.approx(0.625)
     assert rows["iwm"]["gain_vs_il"] == pytest.approx(0.25)
-    assert rows["iwm"]["paired_vs_il"] == {"wins": 3, "losses": 1}
+    # sign test on the 4 discordant episodes: 2 x (C(4,0) + C(4,1)) / 2^4 = 0.625
+    assert rows["iwm"]["paired_vs_il"] == {"wins": 3, "losses": 1, "p": 0.625}
     # two seeds: t(1) = 12.706 times sd / sqrt(2); sd of (0.5, 0.75) = 0.17678
     assert rows["iwm"]["ci95"] == pytest.approx(12.706 * 0.17678 / 2 ** 0.5, abs=1e-3)
     md = evaluate.write_table(tmp_path, list(rows.values()))
-    assert "| iwm | test | 2 | 8 | 62.5 ± " in md and "+25.0" in md and (tmp_path / "results.jsonl").exists()
+    assert "| iwm | test | 2 | 8 | 62.5 ± " in md and "+25.0" in md and "+3 / -1 (p 0.62)" in md and (tmp_path / "results.jsonl").exists()
