@@ -39,6 +39,8 @@ RL_REWARD=${RL_REWARD:-score}      # score (the game's 0-1 progress) or success:
 RL_EVAL_EVERY=${RL_EVAL_EVERY:-3}  # greedy test evaluation (EPISODES episodes) every N updates, for the curves
 THREADS=${THREADS:-0}              # torch CPU threads per script, 0 = all cores; two runs side by side on 2 cores:
                                    # THREADS=1 each (1.34x the work done per hour, docs/benchmarks.md; same results)
+                                   # and EVAL_BATCH <= 50: every episode in lockstep holds a game JVM (~85 MB);
+                                   # two evaluations of 100 (JVMs + model, ~15 GB each) ran out of 24 GiB
 if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every stage runs end to end
   MODEL=tiny-random; RUN=${RUN_SMOKE:-runs/smoke}; TASKS=3; EPISODES=3; EVAL_BATCH=3; MAX_STEPS=3
   EPOCHS=1; SEEDS=${SEEDS_SMOKE:-0}; ARMS=${ARMS_SMOKE:-il il-matched iwm iwm-matched sr}
