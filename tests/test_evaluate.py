@@ -78,5 +78,11 @@ def test_results_table_means_gains_and_pairs(tmp_path):
     assert rows["iwm"]["paired_vs_il"] == {"wins": 3, "losses": 1, "p": 0.625}
     # two seeds: t(1) = 12.706 times sd / sqrt(2); sd of (0.5, 0.75) = 0.17678
     assert rows["iwm"]["ci95"] == pytest.approx(12.706 * 0.17678 / 2 ** 0.5, abs=1e-3)
+    # seeds that agree exactly (1 of 4 each): the t-interval is 0, the pooled Wilson interval stands
+    put("sr", 0, [0, 0, 0, 1])
+    put("sr", 1, [0, 0, 1, 0])
+    lo, hi = common.wilson(2, 8)  # 0.0715 - 0.5907
+    sr = evaluate.results_table(tmp_path)[-1]
+    assert sr["method"] == "sr" and sr["ci95"] == pytest.approx((hi - lo) / 2, abs=1e-4) and sr["ci95"] > 0.25
     md = evaluate.write_table(tmp_path, list(rows.values()))
     assert "| iwm | test | 2 | 8 | 62.5 ± " in md and "+25.0" in md and "+3 / -1 (p 0.62)" in md and (tmp_path / "results.jsonl").exists()
