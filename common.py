@@ -278,7 +278,8 @@ def load_model(name: str, *, dtype: str | None = "auto", device: str | None = No
     moves, 64% are back at their base value after a bf16 merge, the update off by 63% of its norm;
     of those a 6-update GRPO adapter moves, 98%), so the model evaluated
     would not be the model trained. Unmerged, the adapter is held in the base's dtype (peft would
-    upcast it to fp32): rounding A and B themselves costs ~0.4% of the update, not most of it, and a
+    upcast it to fp32): rounding A and B themselves moves each of their weights by at most 2^-8
+    (0.4%) of itself, while a merge rounds W + BA, where BA is below W's rounding step; and a
     bf16 product is what training computed under autocast; it also makes greedy generation 1.48x
     faster than peft's fp32 adapter (bench/adapter_dtype.py; a merge would be 1.85x, but wrong).
     A checkpoint whose base is itself an adapter checkpoint (rl.py's) keeps both adapters active."""

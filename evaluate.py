@@ -171,6 +171,10 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
     return rows
 
 
+def pvalue(p: float) -> str:
+    return f"{p:.2f}" if p >= 0.01 else "< 0.01"
+
+
 def write_table(run: Path, rows: list[dict]) -> str:
     from rich.console import Console
     from rich.table import Table
@@ -184,7 +188,7 @@ def write_table(run: Path, rows: list[dict]) -> str:
         cells = [r["method"], r["split"], str(len(r["seeds"])), str(r["episodes"]),
                  f"{100 * r['success']:.1f} ± {100 * r['ci95']:.1f}",
                  f"{100 * r['gain_vs_il']:+.1f}" if "gain_vs_il" in r else "",
-                 f"+{r['paired_vs_il']['wins']} / -{r['paired_vs_il']['losses']} (p {r['paired_vs_il']['p']:.2f})"
+                 f"+{r['paired_vs_il']['wins']} / -{r['paired_vs_il']['losses']} (p {pvalue(r['paired_vs_il']['p'])})"
                  if "paired_vs_il" in r else ""]
         lines.append("| " + " | ".join(cells) + " |")
         table.add_row(*cells)

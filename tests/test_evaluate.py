@@ -84,5 +84,6 @@ def test_results_table_means_gains_and_pairs(tmp_path):
     lo, hi = common.wilson(2, 8)  # 0.0715 - 0.5907
     sr = evaluate.results_table(tmp_path)[-1]
     assert sr["method"] == "sr" and sr["ci95"] == pytest.approx((hi - lo) / 2, abs=1e-4) and sr["ci95"] > 0.25
+    assert evaluate.pvalue(0.00049) == "< 0.01" and evaluate.pvalue(0.0703) == "0.07"
     md = evaluate.write_table(tmp_path, list(rows.values()))
     assert "| iwm | test | 2 | 8 | 62.5 ± " in md and "+25.0" in md and "+3 / -1 (p 0.62)" in md and (tmp_path / "results.jsonl").exists()
