@@ -153,10 +153,10 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
             mean, half = common.mean_ci(list(rates.values()))
             # the interval over episodes, all seeds pooled: with one seed the only one there is, and
             # with a few seeds a floor: 2-3 seeds that happen to agree give a t-interval of 0
-            solved = sum(sum(v.values()) for v in per_seed.values())
-            lo, hi = common.wilson(solved, sum(len(v) for v in per_seed.values()))
+            solved, episodes = sum(sum(v.values()) for v in per_seed.values()), sum(len(v) for v in per_seed.values())
+            lo, hi = common.wilson(solved, episodes)
             half = max(half, (hi - lo) / 2)
-            row = {"method": m, "split": split, "seeds": sorted(rates), "episodes": sum(len(v) for v in per_seed.values()),
+            row = {"method": m, "split": split, "seeds": sorted(rates), "episodes": episodes,
                    "success": round(mean, 4), "ci95": round(half, 4), "per_seed": {str(k): round(v, 4) for k, v in rates.items()}}
             if ref_rates and m != reference:
                 # gain over imitation: per seed where both exist, else against imitation's mean
