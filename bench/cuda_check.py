@@ -18,7 +18,9 @@ For each shape:
             4 steps whose answers are the sampled ids above, with spread rewards; seconds and peak memory.
   adapter   (shapes up to 1.7b) the train checkpoint loaded by common.load_model in bf16 (adapter kept
             apart) and fp32 (merged): max |logit difference|; and the same adapter merged into bf16
-            weights, which rounds the update away (bench/merge_rounding.py measures it on CPU).
+            weights, which rounds the update away (bench/merge_rounding.py measures it on CPU);
+            and greedy generation through the checkpoint, adapter in bf16 (load_model) against
+            peft's default fp32 upcast, side by side (bench/adapter_dtype.py measures it on CPU).
 
 Inputs:  --data expert.jsonl (collect.py), --tokenizer a model folder (default: the embedded model's)
 Outputs: --out JSONL (one row per shape and check), a rich table
@@ -225,6 +227,36 @@ def adapter_check(ckpt: Path, chats: list) -> dict:
             "bf16_merged_err": round((merged - ref).abs().mean().item(), 5)}
 
 
+def adapter_speed(ckpt: Path, chats: list, new_tokens: int) -> dict:
+    """Generated tokens/s through the checkpoint with its adapter in bf16 (common.load_model) and in
+    fp32 (peft's default: every adapted layer casts its input up and back), the two ways alternating
+    after a full-size warm-up each, median of 3."""
+    from peft import PeftModel
+
+    base_name = json.loads((ckpt / "adapter_config.json").read_text())["base_model_name_or_path"]
+    bf16, tok = common.load_model(str(ckpt))
+    fp32 = PeftModel.from_pretrained(common.load_model(base_name)[0], str(ckpt))  # autocast_adapter_dtype=True
+    ways = {"bf16_adapter": bf16.eval(), "fp32_adapter": fp32.eval()}
+    times = {k: [] for k in ways}
+    for m in ways.values():
+        common.generate(m, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats))
+    for _ in range(3):
+        for k, m in ways.items():
+            sync()
+            t0 = time.time()
+            out = common.generate(m, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats), return_ids=True)
+            sync()
+            times[k].append((time.time() - t0, sum(len(ids) for _, ids in out)))
+    res = {}
+    for k, v in times.items():
+        took, n = sorted(v)[1]
+        res[f"{k}_tokens_per_s"] = round(n / took, 1)
+    res["speedup"] = round(res["bf16_adapter_tokens_per_s"] / res["fp32_adapter_tokens_per_s"], 2)
+    del bf16, fp32, ways
+    gc.collect()
+    return res
+
+
 def profile(model_dir: Path, data: str, chats: list, new_tokens: int, out: Path) -> dict:
     """Where a step's time goes: collate / forward / backward / optimizer of train.py's loop, and
     common.generate against a plain model.generate on the same left-padded batch."""
@@ -327,7 +359,8 @@ def main(argv=None):
     common.append_jsonl(out, {"check": "environment", **env})
     chats = states(args.data, args.states)
     table = Table(title=f"CUDA path on {device}")
-    for col in ("shape", "params", "train tok/s", "train GB", "loss", "gen tok/s", "gen GB", "grpo s", "grpo GB", "adapter err (apart / merged) / update"):
+    for col in ("shape", "params", "train tok/s", "train GB", "loss", "gen tok/s", "gen GB", "grpo s", "grpo GB", "adapter err (apart / merged) / update",
+                "adapted gen tok/s (bf16 / fp32 adapter)"):
         table.add_column(col)
     for shape in args.shapes:
         d = work / shape
@@ -347,15 +380,18 @@ def main(argv=None):
         if n < 3e9:
             row["adapter"] = adapter_check(work / f"ckpt-{shape}", chats)
             print(f"[{shape}] adapter {row['adapter']}", flush=True)
+            row["adapter_speed"] = adapter_speed(work / f"ckpt-{shape}", chats, args.new_tokens)
+            print(f"[{shape}] adapter_speed {row['adapter_speed']}", flush=True)
         common.append_jsonl(out, row)
-        a = row.get("adapter")
+        a, sp = row.get("adapter"), row.get("adapter_speed")
         table.add_row(shape, f"{n / 1e6:.0f} M", f"{row['train']['tokens_per_s']:.0f}", f"{row['train']['peak_gb']}",
                       f"{row['train']['first_loss']:.2f} -> {row['train']['last_loss']:.2f}",
                       f"{row['generate']['tokens_per_s']:.0f}", f"{row['generate']['peak_gb']}",
                       f"{row['grpo']['seconds']}", f"{row['grpo']['peak_gb']}",
-                      f"{a['bf16_apart_err']} / {a['bf16_merged_err']} / {a['update_mean_abs']}" if a else "-")
+                      f"{a['bf16_apart_err']} / {a['bf16_merged_err']} / {a['update_mean_abs']}" if a else "-",
+                      f"{sp['bf16_adapter_tokens_per_s']:.0f} / {sp['fp32_adapter_tokens_per_s']:.0f}" if sp else "-")
         shutil.rmtree(d, ignore_errors=True)  # an 8B copy is 15 GB of disk
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 if __name__ == "__main__":
