@@ -30,6 +30,10 @@ FRACS=${FRACS:-1/8 1/4 1/2 1}      # the fractions of expert data (ablate.sh dat
 K_IWM=${K_IWM:-2}                  # ablate.sh data keeps run.sh's K
 K_SR=${K_SR:-2}
 THREADS=${THREADS:-0}              # torch CPU threads per script (run.sh); 1 when two jobs share 2 cores
+ACTION_TOKENS=${ACTION_TOKENS:-}   # as in run.sh: the answer cap of an action (24; bfcl 96)
+if [[ -z $ACTION_TOKENS ]]; then ACTION_TOKENS=24; [[ $ENV == bfcl* ]] && ACTION_TOKENS=96; fi
+CONCLUDE=${CONCLUDE:-append}       # as in run.sh (reflect.py --conclude)
+export ACTION_TOKENS CONCLUDE      # so that every run.sh below uses the same
 if [[ "${SMOKE:-0}" == 1 ]]; then
   MODEL=tiny-random; TASKS=4; KS=${KS_SMOKE:-1 2}; FRACS=${FRACS_SMOKE:-1/2 1}
 fi
@@ -41,7 +45,8 @@ kmax=0; for k in $KS; do (( k > kmax )) && kmax=$k; done
 D=$A/data
 if [[ ! -f $D/collect_stats.json ]]; then
   if [[ $what == k ]]; then ki=$kmax; ks=$kmax; else ki=$K_IWM; ks=$K_SR; fi
-  python collect.py --env "$ENV" --split train --tasks "$TASKS" --k-iwm "$ki" --k-sr "$ks" --model "$MODEL" --threads "$THREADS" --out "$D"
+  python collect.py --env "$ENV" --split train --tasks "$TASKS" --k-iwm "$ki" --k-sr "$ks" --model "$MODEL" \
+    --max-new-tokens "$ACTION_TOKENS" --threads "$THREADS" --out "$D"
 fi
 
 # run.sh on one setting's folder; SMOKE runs read RUN_SMOKE, not RUN
@@ -58,7 +63,7 @@ if [[ $what == k ]]; then
     R=$A/k$k; mkdir -p "$R"
     for f in expert.jsonl rollouts.jsonl collect_stats.json; do share "$D/$f" "$R/$f"; done
     [[ -f $R/iwm.jsonl ]] || python iwm.py --run "$R" --k "$k"
-    [[ -f $R/reflect.jsonl ]] || python reflect.py --run "$R" --model "$MODEL" --k "$k" --threads "$THREADS"
+    [[ -f $R/reflect.jsonl ]] || python reflect.py --run "$R" --model "$MODEL" --k "$k" --conclude "$CONCLUDE" --threads "$THREADS"
     printf '{"ablation": "k", "value": %s, "label": "K=%s"}\n' "$k" "$k" > "$R/setting.json"
     if [[ -n $first ]]; then  # IL and the Prompt baselines from the first K
       for seed in $SEEDS; do share "$first/ckpt/il-s$seed" "$R/ckpt/il-s$seed"; share "$first/eval/il/s$seed" "$R/eval/il/s$seed"; done
