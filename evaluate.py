@@ -50,6 +50,9 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="output folder")
     p.add_argument("--table", default=None, metavar="RUN",
                    help="instead of evaluating: build RUN/results.md + results.jsonl from RUN/eval/<method>/s<seed>/")
+    p.add_argument("--reference", default="il", metavar="METHOD",
+                   help="with --table: the method gains and paired episodes are counted against (default il; "
+                        "another writes results-vs-METHOD.md/.jsonl beside results.md)")
     p.add_argument("--ablation", default=None, metavar="DIR",
                    help="instead of evaluating: DIR/ablation.md, .jsonl and .png from the run folders of ablate.sh")
     args = p.parse_args(argv)
@@ -159,7 +162,7 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
             row = {"method": m, "split": split, "seeds": sorted(rates), "episodes": episodes,
                    "success": round(mean, 4), "ci95": round(half, 4), "per_seed": {str(k): round(v, 4) for k, v in rates.items()}}
             if ref_rates and m != reference:
-                # gain over imitation: per seed where both exist, else against imitation's mean
+                # gain over imitation (or --reference): per seed where both exist, else against its mean
                 common_seeds = rates.keys() & ref_rates.keys()
                 if common_seeds:
                     row["gain_vs_il"] = round(sum(rates[s] - ref_rates[s] for s in common_seeds) / len(common_seeds), 4)
@@ -167,6 +170,7 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
                     row["paired_vs_il"] = {"wins": wins, "losses": losses, "p": round(common.sign_test(wins, losses), 4)}
                 else:
                     row["gain_vs_il"] = round(mean - sum(ref_rates.values()) / len(ref_rates), 4)
+                row["reference"] = reference  # the *_vs_il fields count against this method (--reference)
             rows.append(row)
     return rows
 
@@ -175,11 +179,12 @@ def pvalue(p: float) -> str:
     return f"{p:.2f}" if p >= 0.01 else "< 0.01"
 
 
-def write_table(run: Path, rows: list[dict]) -> str:
+def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
     from rich.console import Console
     from rich.table import Table
 
-    cols = ("method", "split", "seeds", "episodes", "success % (±95%)", "gain vs IL", "paired vs IL (+/-, sign test)")
+    ref = "IL" if reference == "il" else reference
+    cols = ("method", "split", "seeds", "episodes", "success % (±95%)", f"gain vs {ref}", f"paired vs {ref} (+/-, sign test)")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table = Table(title=f"results: {run}")
     for c in cols:
@@ -194,8 +199,9 @@ def write_table(run: Path, rows: list[dict]) -> str:
         table.add_row(*cells)
     Console().print(table)
     md = "\n".join(lines) + "\n"
-    common.write_atomic(run / "results.md", md)
-    common.write_jsonl(run / "results.jsonl", rows)
+    name = "results" if reference == "il" else f"results-vs-{reference}"
+    common.write_atomic(run / f"{name}.md", md)
+    common.write_jsonl(run / f"{name}.jsonl", rows)
     return md
 
 
@@ -252,7 +258,7 @@ def ablation(root: Path) -> list[dict]:
 def main(argv=None):
     args = parse_args(argv)
     if args.table:
-        return write_table(Path(args.table), results_table(Path(args.table)))
+        return write_table(Path(args.table), results_table(Path(args.table), args.reference), args.reference)
     if args.ablation:
         return ablation(Path(args.ablation))
     out = Path(args.out)

@@ -87,3 +87,10 @@ def test_results_table_means_gains_and_pairs(tmp_path):
     assert evaluate.pvalue(0.00049) == "< 0.01" and evaluate.pvalue(0.0703) == "0.07"
     md = evaluate.write_table(tmp_path, list(rows.values()))
     assert "| iwm | test | 2 | 8 | 62.5 ± " in md and "+25.0" in md and "+3 / -1 (p 0.62)" in md and (tmp_path / "results.jsonl").exists()
+    # against another method (evaluate.py --table RUN --reference iwm): il is now the one compared
+    rows = {r["method"]: r for r in evaluate.results_table(tmp_path, reference="iwm")}
+    assert rows["il"]["gain_vs_il"] == pytest.approx(-0.25) and rows["il"]["reference"] == "iwm"
+    assert rows["il"]["paired_vs_il"] == {"wins": 1, "losses": 3, "p": 0.625} and "gain_vs_il" not in rows["iwm"]
+    md = evaluate.write_table(tmp_path, list(rows.values()), reference="iwm")
+    assert "gain vs iwm" in md and "| il | test | 2 | 8 | 37.5 ± " in md and (tmp_path / "results-vs-iwm.md").exists()
+    assert "gain vs IL" in (tmp_path / "results.md").read_text()  # the IL table is left as it was
