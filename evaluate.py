@@ -143,6 +143,8 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
         return (order.index(base) if base in order else 99, base, m != base)
 
     methods = sorted({m for m, _ in found}, key=rank)
+    if reference != "il" and reference not in methods:  # asked for by name (a run without IL still gets its table)
+        raise common.UserError(f"{run}/eval: no evaluations of the reference method {reference!r} (have: {', '.join(methods)})")
     splits = [s for s in ("test", "ood", "train") if any(sp == s for _, sp in found)]
     rows = []
     for split in splits:

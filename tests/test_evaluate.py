@@ -94,3 +94,5 @@ def test_results_table_means_gains_and_pairs(tmp_path):
     md = evaluate.write_table(tmp_path, list(rows.values()), reference="iwm")
     assert "gain vs iwm" in md and "| il | test | 2 | 8 | 37.5 ± " in md and (tmp_path / "results-vs-iwm.md").exists()
     assert "gain vs IL" in (tmp_path / "results.md").read_text()  # the IL table is left as it was
+    with pytest.raises(common.UserError, match="reference method 'ilm'"):
+        evaluate.results_table(tmp_path, reference="ilm")
