@@ -170,6 +170,17 @@ def resume(out: Path) -> set:
     return done
 
 
+def totals(out: Path, task_ids: list[str]) -> dict:
+    """What the collection in OUT holds: tasks, expert steps, executed alternatives (branches), policy
+    proposals replaced by uniform draws, and tasks of TASK_IDS left out (gold path fails)."""
+    ex, ro = ([] if not (out / f).exists() else common.read_jsonl(out / f) for f in ("expert.jsonl", "rollouts.jsonl"))
+    have = {r["task_id"] for r in ex}
+    alts = [a for r in ro for a in r["alternatives"]]
+    return {"tasks": len(have), "expert_steps": len(ex), "branches": len(alts),
+            "replaced": sum(bool(a.get("replaced")) for a in alts),
+            "skipped": sum(t not in have for t in task_ids)}
+
+
 def main(argv=None):
     from rich.console import Console
     from rich.table import Table
@@ -190,8 +201,7 @@ def main(argv=None):
     if args.k_sr > 0:
         model, tok = common.load_model(args.model, dtype=args.dtype)
         model.eval()
-    stats = {"tasks": 0, "expert_steps": 0, "branches": 0, "replaced": 0, "skipped": 0}
-    t0 = time.time()
+    t0, run = time.time(), {"tasks": 0, "branches": 0}
     for index in tqdm(mine, desc="chunks of tasks"):
         chunk = chunks[index]
         if all(t["task_id"] in done for t in chunk):
@@ -201,15 +211,16 @@ def main(argv=None):
             common.append_jsonl(out / "expert.jsonl", r)
         for r in ro:
             common.append_jsonl(out / "rollouts.jsonl", r)
-        stats["tasks"] += len(chunk) - st["skipped"]
-        stats["expert_steps"] += len(ex)
-        for k in ("branches", "replaced", "skipped"):
-            stats[k] += st[k]
+        run["tasks"] += len(chunk) - st["skipped"]
+        run["branches"] += st["branches"]
     env.close()
-    stats["seconds"] = round(time.time() - t0, 1)
-    stats["branches_per_s"] = round(stats["branches"] / max(stats["seconds"], 1e-9), 1)
+    # counted from the files, so a resumed run reports the whole collection; the speed is this run's
+    stats = totals(out, [t["task_id"] for i in mine for t in chunks[i]])
+    run["seconds"] = round(time.time() - t0, 1)
+    run["branches_per_s"] = round(run["branches"] / max(run["seconds"], 1e-9), 1)
+    stats["this_run"] = run
     common.write_atomic(out / "collect_stats.json", common.dumps(stats) + "\n")
-    table = Table(title=f"collect ({args.env}, {args.split}, this run)")
+    table = Table(title=f"collect ({args.env}, {args.split})")
     for k, v in stats.items():
         table.add_row(k, str(v))
     Console().print(table)

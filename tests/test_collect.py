@@ -73,6 +73,14 @@ def test_rerun_is_byte_identical_and_resume_loses_nothing(run, tmp_path):
     collect.main(ARGS + ["--out", str(cut)])
     for name in ("expert.jsonl", "rollouts.jsonl"):
         assert (cut / name).read_bytes() == (run / name).read_bytes()
+    # the stats describe the whole collection, not only the part this (resumed) run added
+    full, resumed = (common.read_jsonl(d / "collect_stats.json")[0] for d in (run, cut))
+    assert full["tasks"] == resumed["tasks"] == 3 and full["this_run"]["tasks"] == 3
+    assert resumed["this_run"]["tasks"] == 2
+    assert full["expert_steps"] == resumed["expert_steps"] == len(ex)
+    assert full["branches"] == resumed["branches"] == 5 * len(ex)
+    assert resumed["this_run"]["branches"] == 5 * (len(ex) - n1)
+    assert full["replaced"] == sum(a.get("replaced", False) for r in ro for a in r["alternatives"])
 
 
 def test_iwm_examples_predict_the_observation(run, tmp_path):
