@@ -122,6 +122,19 @@ def load_runs(run: Path) -> dict:
     return found
 
 
+def load_scores(run: Path) -> dict:
+    """{(method, split): [score of every episode, all seeds]}: the game's partial credit (twx: the
+    share of the recipe's points earned), finer than success where success is near 0."""
+    found = {}
+    for summary in sorted(run.glob("eval/*/s*/summary.jsonl")):
+        for row in common.read_jsonl(summary):
+            name = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
+            eps = common.read_jsonl(summary.parent / name)
+            found.setdefault((summary.parent.parent.name, row["split"]), []).extend(
+                float(e["score"]) for e in eps if "score" in e)
+    return found
+
+
 def paired(a: dict, b: dict) -> tuple[int, int]:
     """Episodes (same seed, same task) that method a solves and b does not, and the reverse."""
     wins = losses = 0
@@ -133,7 +146,7 @@ def paired(a: dict, b: dict) -> tuple[int, int]:
 
 
 def results_table(run: Path, reference: str = "il") -> list[dict]:
-    found = load_runs(run)
+    found, scores = load_runs(run), load_scores(run)
     if not found:
         raise common.UserError(f"{run}/eval: no evaluation summaries found")
     order = ["prompt", "il", "il-matched", "iwm", "iwm-matched", "sr", "rl-il", "rl-iwm", "rl-sr"]
@@ -163,6 +176,8 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
             half = max(half, (hi - lo) / 2)
             row = {"method": m, "split": split, "seeds": sorted(rates), "episodes": episodes,
                    "success": round(mean, 4), "ci95": round(half, 4), "per_seed": {str(k): round(v, 4) for k, v in rates.items()}}
+            if scores.get((m, split)):
+                row["score"] = round(sum(scores[m, split]) / len(scores[m, split]), 4)
             if ref_rates and m != reference:
                 # gain over imitation (or --reference): per seed where both exist, else against its mean
                 common_seeds = rates.keys() & ref_rates.keys()
@@ -223,11 +238,12 @@ def ablation(root: Path) -> list[dict]:
         raise common.UserError(f"{root}: no */setting.json with evaluations (run ablate.sh first)")
     rows.sort(key=lambda r: (r["split"] != "test", r["method"], r["value"]))
     common.write_jsonl(root / "ablation.jsonl", rows)
-    lines = ["| setting | method | split | seeds | episodes | success % (±95%) | gain vs IL |", "|" + "---|" * 7]
+    lines = ["| setting | method | split | seeds | episodes | success % (±95%) | gain vs IL | score (mean) |", "|" + "---|" * 8]
     for r in rows:
         gain = f"{100 * r['gain_vs_il']:+.1f}" if "gain_vs_il" in r else ""
+        score = f"{r['score']:.3f}" if "score" in r else ""
         lines.append(f"| {r['setting']} | {r['method']} | {r['split']} | {len(r['seeds'])} | {r['episodes']} | "
-                     f"{100 * r['success']:.1f} ± {100 * r['ci95']:.1f} | {gain} |")
+                     f"{100 * r['success']:.1f} ± {100 * r['ci95']:.1f} | {gain} | {score} |")
     common.write_atomic(root / "ablation.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -236,21 +252,27 @@ def ablation(root: Path) -> list[dict]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    # left: success (the paper's measure), bars = 95% interval; right: the mean score, which still
+    # moves where success sits near 0 (one run of few episodes per point: read it as a trend)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colors = {}
-    for (method, split) in sorted({(r["method"], r["split"]) for r in rows if r["method"] != "prompt-mapped"}):
-        pts = sorted((r["value"], r["success"], r["ci95"]) for r in rows if r["method"] == method and r["split"] == split)
-        x, y, e = zip(*pts)
-        line = ax.errorbar(x, y, yerr=e, marker="o", capsize=3, linestyle="-" if split == "test" else "--",
-                           color=colors.get(method), label=f"{method} ({split})")
-        colors.setdefault(method, line[0].get_color())
     kind = rows[0]["ablation"]
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("alternatives per expert state (K)" if kind == "k" else "fraction of the expert data")
-    ax.set_ylabel("success rate")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    for (method, split) in sorted({(r["method"], r["split"]) for r in rows if r["method"] != "prompt-mapped"}):
+        mine = sorted((r for r in rows if r["method"] == method and r["split"] == split), key=lambda r: r["value"])
+        style = dict(marker="o", linestyle="-" if split == "test" else "--", label=f"{method} ({split})")
+        line = axes[0].errorbar([r["value"] for r in mine], [r["success"] for r in mine],
+                                yerr=[r["ci95"] for r in mine], capsize=3, color=colors.get(method), **style)
+        colors.setdefault(method, line[0].get_color())
+        pts = [(r["value"], r["score"]) for r in mine if "score" in r]
+        if pts:
+            axes[1].plot(*zip(*pts), color=colors[method], **style)
+    for ax, label in zip(axes, ("success rate", "mean score (partial credit)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("alternatives per expert state (K)" if kind == "k" else "fraction of the expert data")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(bottom=-0.02)  # not 0-1: at small scale every point sits below 0.3
+    axes[1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(root / "ablation.png", dpi=120)
     print(f"wrote {root / 'ablation.png'}")

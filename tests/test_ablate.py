@@ -31,7 +31,8 @@ def test_ablation_over_k(tmp_path):
     assert (out / "k2" / "ckpt" / "il-s0").is_symlink() and not (out / "k1" / "ckpt" / "il-s0").is_symlink()
     il = {(r["split"], r["value"]): r["success"] for r in rows if r["method"] == "il"}
     assert il[("test", 1)] == il[("test", 2)] and il[("ood", 1)] == il[("ood", 2)]
-    assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and (out / "ablation.md").exists()
+    assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and "score (mean)" in (out / "ablation.md").read_text()
+    assert all(0 <= r["score"] <= 1 for r in rows)  # twx: the share of the recipe's points
 
 
 def test_ablation_over_the_fraction_of_expert_data(tmp_path):

@@ -61,19 +61,23 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
 
 
 def test_results_table_means_gains_and_pairs(tmp_path):
-    def put(method, seed, outcomes):
+    def put(method, seed, outcomes, scores=None):
         d = tmp_path / "eval" / method / f"s{seed}"
         d.mkdir(parents=True)
-        common.write_jsonl(d / "test.jsonl", [{"task_id": f"t{i}", "success": s} for i, s in enumerate(outcomes)])
+        eps = [{"task_id": f"t{i}", "success": s} for i, s in enumerate(outcomes)]
+        for e, sc in zip(eps, scores or []):
+            e["score"] = sc
+        common.write_jsonl(d / "test.jsonl", eps)
         common.write_jsonl(d / "summary.jsonl", [{"model": method, "split": "test", "mode": "raw"}])
     put("il", 0, [1, 0, 0, 0])   # 0.25
     put("il", 1, [1, 1, 0, 0])   # 0.50
-    put("iwm", 0, [1, 1, 0, 0])  # 0.50: +1 / -0 against il s0
-    put("iwm", 1, [0, 1, 1, 1])  # 0.75: +2 / -1 against il s1
+    put("iwm", 0, [1, 1, 0, 0], [1, 1, 0.5, 0])  # 0.50: +1 / -0 against il s0
+    put("iwm", 1, [0, 1, 1, 1], [0.25, 1, 1, 1])  # 0.75: +2 / -1 against il s1
     rows = {r["method"]: r for r in evaluate.results_table(tmp_path)}
     assert rows["il"]["success"] == pytest.approx(0.375) and "gain_vs_il" not in rows["il"]
     assert rows["iwm"]["success"] == pytest.approx(0.625)
     assert rows["iwm"]["gain_vs_il"] == pytest.approx(0.25)
+    assert rows["iwm"]["score"] == pytest.approx(5.75 / 8, abs=1e-4) and "score" not in rows["il"]  # pooled episodes
     # sign test on the 4 discordant episodes: 2 x (C(4,0) + C(4,1)) / 2^4 = 0.625
     assert rows["iwm"]["paired_vs_il"] == {"wins": 3, "losses": 1, "p": 0.625}
     # two seeds: t(1) = 12.706 times sd / sqrt(2); sd of (0.5, 0.75) = 0.17678
