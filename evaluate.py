@@ -257,17 +257,23 @@ def ablation(root: Path) -> list[dict]:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colors = {}
     kind = rows[0]["ablation"]
+    methods = sorted({r["method"] for r in rows if r["method"] != "prompt-mapped"})
     for (method, split) in sorted({(r["method"], r["split"]) for r in rows if r["method"] != "prompt-mapped"}):
         mine = sorted((r for r in rows if r["method"] == method and r["split"] == split), key=lambda r: r["value"])
+        nudge = 2 ** (0.04 * (methods.index(method) - len(methods) / 2))  # so equal points' bars do not hide each other
+        x = [r["value"] * nudge for r in mine]
         style = dict(marker="o", linestyle="-" if split == "test" else "--", label=f"{method} ({split})")
-        line = axes[0].errorbar([r["value"] for r in mine], [r["success"] for r in mine],
-                                yerr=[r["ci95"] for r in mine], capsize=3, color=colors.get(method), **style)
+        line = axes[0].errorbar(x, [r["success"] for r in mine], yerr=[r["ci95"] for r in mine], capsize=3,
+                                color=colors.get(method), **style)
         colors.setdefault(method, line[0].get_color())
-        pts = [(r["value"], r["score"]) for r in mine if "score" in r]
+        pts = [(xi, r["score"]) for xi, r in zip(x, mine) if "score" in r]
         if pts:
             axes[1].plot(*zip(*pts), color=colors[method], **style)
+    ticks = sorted({(r["value"], r["setting"]) for r in rows})
     for ax, label in zip(axes, ("success rate", "mean score (partial credit)")):
         ax.set_xscale("log", base=2)
+        ax.set_xticks([v for v, _ in ticks], [name for _, name in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("alternatives per expert state (K)" if kind == "k" else "fraction of the expert data")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
