@@ -110,29 +110,19 @@ def print_summary(rows: list[dict], episodes: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The results table (run.sh, last stage): methods x splits over training seeds
-def load_runs(run: Path) -> dict:
-    """{(method, split): {seed: {task_id: success}}} from RUN/eval/<method>/s<seed>/<split>[-mapped].jsonl"""
-    found = {}
+def load_runs(run: Path) -> tuple[dict, dict]:
+    """From RUN/eval/<method>/s<seed>/<split>[-mapped].jsonl: {(method, split): {seed: {task_id: success}}}
+    and {(method, split): [score of every episode, all seeds]}, the game's partial credit (twx: the
+    share of the recipe's points earned), finer than success where success is near 0."""
+    found, scores = {}, {}
     for summary in sorted(run.glob("eval/*/s*/summary.jsonl")):
         method, seed = summary.parent.parent.name, int(summary.parent.name[1:])
         for row in common.read_jsonl(summary):
             name = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
             eps = common.read_jsonl(summary.parent / name)
             found.setdefault((method, row["split"]), {})[seed] = {e["task_id"]: bool(e["success"]) for e in eps}
-    return found
-
-
-def load_scores(run: Path) -> dict:
-    """{(method, split): [score of every episode, all seeds]}: the game's partial credit (twx: the
-    share of the recipe's points earned), finer than success where success is near 0."""
-    found = {}
-    for summary in sorted(run.glob("eval/*/s*/summary.jsonl")):
-        for row in common.read_jsonl(summary):
-            name = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
-            eps = common.read_jsonl(summary.parent / name)
-            found.setdefault((summary.parent.parent.name, row["split"]), []).extend(
-                float(e["score"]) for e in eps if "score" in e)
-    return found
+            scores.setdefault((method, row["split"]), []).extend(float(e["score"]) for e in eps if "score" in e)
+    return found, scores
 
 
 def paired(a: dict, b: dict) -> tuple[int, int]:
@@ -146,7 +136,7 @@ def paired(a: dict, b: dict) -> tuple[int, int]:
 
 
 def results_table(run: Path, reference: str = "il") -> list[dict]:
-    found, scores = load_runs(run), load_scores(run)
+    found, scores = load_runs(run)
     if not found:
         raise common.UserError(f"{run}/eval: no evaluation summaries found")
     order = ["prompt", "il", "il-matched", "iwm", "iwm-matched", "sr", "rl-il", "rl-iwm", "rl-sr"]
