@@ -190,7 +190,20 @@ def embedded_model_dir() -> Path:
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
+    return _publish_dir(tmp, out)
+
+
+def _publish_dir(tmp: Path, out: Path) -> Path:
+    """Move a finished folder into place. Two scripts started at once on a fresh machine both convert;
+    the second one's rename fails on the first one's folder, so keep the folder that is already there."""
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "config.json").exists():
+            raise
     return out
 
 

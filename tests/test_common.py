@@ -187,3 +187,23 @@ def test_stacked_adapter_checkpoint_adds_both_updates(tmp_path):
     assert (stacked - ref).abs().max() < 0.25 * update
     with pytest.raises(common.UserError, match="stacked"):
         common.load_model(str(outer), dtype="bf16", trainable=True)
+
+
+def test_a_second_conversion_keeps_the_folder_already_in_place(tmp_path):
+    # two scripts started at once on a fresh machine both convert the embedded model; the loser's
+    # rename must not crash its run, and the winner's folder stays as it is
+    out, first, second = tmp_path / "model", tmp_path / "a", tmp_path / "b"
+    for d, text in ((first, "first"), (second, "second")):
+        d.mkdir()
+        (d / "config.json").write_text(text)
+    assert common._publish_dir(first, out) == out
+    assert common._publish_dir(second, out) == out
+    assert (out / "config.json").read_text() == "first" and not second.exists()
+    # a folder in the way that is not a finished model is still an error
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x").write_text("")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "partial").write_text("")
+    with pytest.raises(OSError):
+        common._publish_dir(tmp_path / "c", broken)
