@@ -146,17 +146,44 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def fast_bf16(device) -> bool:
+    """Whether this device runs bf16 matrix products natively. CUDA: the card says (Ampere and newer).
+    CPU: oneDNN's own check (AVX-512 or AMX on x86, the bf16 extension on Arm). Without it PyTorch's
+    CPU bf16 matmul falls back to generic code: on an AVX2-only AMD EPYC, 1.2 vs 82 GFLOP/s for fp32
+    (bench/cpu_dtype.py), which turns a 5-minute training stage into hours."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False
+
+
 def resolve_dtype(dtype: str | None, device: str):
-    """bf16 on CUDA; on CPU bf16 too: measured 2.5-3x faster than fp32 for batched generation and
-    2x for LoRA training on an AVX-512-bf16 processor (bench/eval_throughput.py --dtype compares)."""
+    """auto = bf16 where it is fast (CUDA; a CPU with AVX-512/AMX: measured 2.5-3x faster than fp32
+    for batched generation and 2x for LoRA training, bench/eval_throughput.py --dtype compares),
+    fp32 elsewhere (an AVX2-only CPU, where bf16 is ~70x slower: fast_bf16)."""
     import torch
 
     table = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
     if dtype in (None, "auto"):
-        return torch.bfloat16
+        return torch.bfloat16 if fast_bf16(device) else torch.float32
     if dtype not in table:
         raise UserError(f"unknown dtype {dtype!r}; choose auto, bf16, fp32 or fp16")
     return table[dtype]
+
+
+def train_autocast(model):
+    """The autocast context train.py and rl.py compute the loss in. bf16 when the model holds bf16
+    weights (LoRA over a bf16 base: the products are bf16 anyway), or where bf16 is fast (fp32
+    weights, bf16 products: the usual mixed precision); plain fp32 on a device without fast bf16."""
+    import torch
+
+    enabled = any(p.dtype == torch.bfloat16 for p in model.parameters()) or fast_bf16(model.device)
+    return torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def embedded_model_dir() -> Path:

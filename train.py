@@ -16,7 +16,8 @@ Details that matter and are written out below: masks built from token ids (commo
 end-of-turn token is trained so the model learns to stop); the language-model head is applied only at
 target positions (the 49k-word head over ~300 prompt positions would dominate a CPU step);
 length-grouped batches (less padding); cosine schedule with warm-up; LoRA by default (--full for all
-weights); bf16 compute on CUDA and CPU (base weights bf16, LoRA weights fp32, autocast).
+weights); bf16 compute where the device has fast bf16 (CUDA; a CPU with AVX-512 or AMX: base weights bf16,
+LoRA weights fp32, autocast), plain fp32 elsewhere (common.fast_bf16).
 
 More than one process: `torchrun --nproc_per_node N train.py ...` runs the same script under
 DistributedDataParallel (gloo on CPU, nccl on GPU). Every process draws the same batches; each takes
@@ -64,7 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--max-len", type=int, default=4096, help="cut examples to this many tokens (bfcl states reach ~1,300)")
     p.add_argument("--seed", type=int, default=0, help="random seed (shuffling, LoRA init)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
-    p.add_argument("--dtype", default="auto", help="weights: auto (bf16), bf16, fp32")
+    p.add_argument("--dtype", default="auto", help="weights: auto (bf16 where the device has fast bf16, else fp32: common.fast_bf16), bf16, fp32")
     p.add_argument("--attn", choices=["auto", "eager", "sdpa"], default="auto",
                    help="attention kernel: auto = plain matmul (eager) on CPU, the fused default (sdpa) on GPU")
     p.add_argument("--show-mask", type=int, default=0, help="print N examples with trained tokens coloured, then exit")
@@ -291,7 +292,7 @@ def main(argv=None):
         raise common.UserError("no trainable parameters")
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, total, warmup))
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    autocast = common.train_autocast(model)
     loss_fn = loss_module(model)
     if world > 1:
         # DDP averages gradients over processes; each process divides its summed loss by the global

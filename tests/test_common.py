@@ -207,3 +207,24 @@ def test_a_second_conversion_keeps_the_folder_already_in_place(tmp_path):
     (broken / "partial").write_text("")
     with pytest.raises(OSError):
         common._publish_dir(tmp_path / "c", broken)
+
+
+def test_auto_dtype_and_training_autocast_follow_fast_bf16(monkeypatch, tiny):
+    # bf16 only where the device runs it natively: on an AVX2-only CPU it is ~100x slower than fp32
+    # (bench/cpu_dtype.py), so auto picks fp32 there and training does not autocast an fp32 model
+    import torch
+
+    model, _ = tiny
+    a = torch.ones(2, 2)
+    for fast, want in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(common, "fast_bf16", lambda device, fast=fast: fast)
+        assert common.resolve_dtype("auto", "cpu") == want
+        assert common.resolve_dtype("fp32", "cpu") == torch.float32 and common.resolve_dtype("bf16", "cpu") == torch.bfloat16
+        with common.train_autocast(model):  # the tiny model is fp32
+            assert (a @ a).dtype == want
+    # frozen bf16 base weights compute in bf16 whatever the device (the user asked for them)
+    bf, _ = common.load_model("tiny-random", dtype="bf16")
+    with common.train_autocast(bf):
+        assert (a @ a).dtype == torch.bfloat16
+    with pytest.raises(common.UserError, match="fp64"):
+        common.resolve_dtype("fp64", "cpu")
