@@ -115,10 +115,14 @@ def write_jsonl(path, rows) -> None:
 
 
 def save_args(args, out_dir, name: str = "args.json") -> None:
-    """Print the resolved arguments as a table and write them next to the outputs."""
+    """Print the resolved arguments as a table and write them next to the outputs. A script with
+    --dtype also gets dtype_resolved (set on args too, so a checkpoint's args.json has it): what
+    "auto" became on this machine, since bf16 and fp32 runs of the same command can differ."""
     from rich.console import Console
     from rich.table import Table
 
+    if "dtype" in vars(args):
+        args.dtype_resolved = resolved_dtype_name("fp32" if getattr(args, "full", False) else args.dtype)
     d = {k: v for k, v in vars(args).items()}
     table = Table(title=f"{Path(sys.argv[0]).name} arguments", show_header=False)
     for k, v in d.items():
@@ -174,6 +178,14 @@ def resolve_dtype(dtype: str | None, device: str):
     if dtype not in table:
         raise UserError(f"unknown dtype {dtype!r}; choose auto, bf16, fp32 or fp16")
     return table[dtype]
+
+
+def resolved_dtype_name(dtype: str | None, device: str | None = None) -> str:
+    """resolve_dtype as a name (bf16, fp32, fp16) for this machine's default device."""
+    import torch
+
+    names = {torch.bfloat16: "bf16", torch.float32: "fp32", torch.float16: "fp16"}
+    return names[resolve_dtype(dtype, device or default_device())]
 
 
 def train_autocast(model):

@@ -71,7 +71,9 @@ def check_same_setting(args, out: Path) -> None:
         import json
 
         prev = json.loads(old.read_text())
-        diff = [k for k in SETTING if k in prev and prev[k] != getattr(args, k)]
+        now = {k: getattr(args, k) for k in SETTING}
+        now["dtype_resolved"] = common.resolved_dtype_name(args.dtype)  # bf16 and fp32 episodes differ
+        diff = [k for k in now if k in prev and prev[k] != now[k]]
         if diff:
             raise common.UserError(f"{out} holds episodes of another setting ({', '.join(diff)} differ): "
                                    "use another --out or delete it")

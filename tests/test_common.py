@@ -228,3 +228,20 @@ def test_auto_dtype_and_training_autocast_follow_fast_bf16(monkeypatch, tiny):
         assert (a @ a).dtype == torch.bfloat16
     with pytest.raises(common.UserError, match="fp64"):
         common.resolve_dtype("fp64", "cpu")
+
+
+def test_saved_arguments_say_what_auto_became(monkeypatch, tmp_path):
+    # "auto" alone would not tell a bf16 run from an fp32 one; the args file records the dtype used
+    import argparse
+
+    for fast, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(common, "fast_bf16", lambda device, fast=fast: fast)
+        args = argparse.Namespace(dtype="auto", seed=0)
+        common.save_args(args, tmp_path, f"{want}.json")
+        assert json.loads((tmp_path / f"{want}.json").read_text()) == {"dtype": "auto", "seed": 0, "dtype_resolved": want}
+        assert args.dtype_resolved == want  # so train.py's checkpoint args.json has it as well
+        full = argparse.Namespace(dtype="auto", full=True)  # full fine-tuning keeps fp32 weights
+        common.save_args(full, tmp_path)
+        assert full.dtype_resolved == "fp32"
+    common.save_args(argparse.Namespace(seed=1), tmp_path, "none.json")  # no --dtype, no entry
+    assert "dtype_resolved" not in json.loads((tmp_path / "none.json").read_text())

@@ -46,6 +46,10 @@ def test_refuses_to_resume_another_models_folder(tmp_path):
     evaluate.main(ARGS + ["--out", str(tmp_path)])
     with pytest.raises(common.UserError, match="another setting"):
         evaluate.main([a if a != "tiny-random" else "tiny-random-32x1" for a in ARGS] + ["--out", str(tmp_path)])
+    # the same command in another dtype (bf16 vs fp32 greedy episodes can differ) is another setting too
+    with pytest.raises(common.UserError, match="dtype_resolved"):
+        evaluate.main([a if a != "fp32" else "bf16" for a in ARGS] + ["--out", str(tmp_path)])
+    assert json.loads((tmp_path / "args.json").read_text())["dtype_resolved"] == "fp32"
 
 
 def test_bad_input_is_one_line_and_nonzero(tmp_path):
