@@ -216,6 +216,19 @@ def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Ablations (ablate.sh): one results table per setting, gathered into one table and one figure
+def eval_dtype(run: Path, method: str, seeds: list) -> str:
+    """The dtype(s) a method's evaluations ran in, from their args files: settings of one ablation
+    can come from machines where --dtype auto meant bf16 or fp32 (greedy episodes can differ)."""
+    import json
+
+    found = set()
+    for seed in seeds:
+        args = run / "eval" / method / f"s{seed}" / "args.json"
+        prev = json.loads(args.read_text()) if args.exists() else {}
+        found.add(prev.get("dtype_resolved") or f"{prev.get('dtype', '?')}*")
+    return ", ".join(sorted(found))
+
+
 def ablation(root: Path) -> list[dict]:
     """Every ROOT/<setting>/ that has a setting.json ({"ablation", "value", "label"}) gets its results
     table (as run.sh builds it); the rows are gathered with the setting's value into ROOT/ablation.jsonl
@@ -225,17 +238,21 @@ def ablation(root: Path) -> list[dict]:
     for setting in sorted(root.glob("*/setting.json")):
         meta = common.read_jsonl(setting)[0]
         for r in results_table(setting.parent):
-            rows.append({"ablation": meta["ablation"], "value": meta["value"], "setting": meta["label"], **r})
+            rows.append({"ablation": meta["ablation"], "value": meta["value"], "setting": meta["label"], **r,
+                         "dtype": eval_dtype(setting.parent, r["method"], r["seeds"])})
     if not rows:
         raise common.UserError(f"{root}: no */setting.json with evaluations (run ablate.sh first)")
     rows.sort(key=lambda r: (r["split"] != "test", r["method"], r["value"]))
     common.write_jsonl(root / "ablation.jsonl", rows)
-    lines = ["| setting | method | split | seeds | episodes | success % (±95%) | gain vs IL | score (mean) |", "|" + "---|" * 8]
+    lines = ["| setting | method | split | seeds | episodes | success % (±95%) | gain vs IL | score (mean) | dtype |",
+             "|" + "---|" * 9]
     for r in rows:
         gain = f"{100 * r['gain_vs_il']:+.1f}" if "gain_vs_il" in r else ""
         score = f"{r['score']:.3f}" if "score" in r else ""
         lines.append(f"| {r['setting']} | {r['method']} | {r['split']} | {len(r['seeds'])} | {r['episodes']} | "
-                     f"{100 * r['success']:.1f} ± {100 * r['ci95']:.1f} | {gain} | {score} |")
+                     f"{100 * r['success']:.1f} ± {100 * r['ci95']:.1f} | {gain} | {score} | {r['dtype']} |")
+    if any("auto*" in r["dtype"] for r in rows):
+        lines.append("\nauto*: evaluated with --dtype auto before args files recorded what it became (dtype_resolved).")
     common.write_atomic(root / "ablation.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 
 import common
+import evaluate
 from conftest import ROOT
 
 
@@ -33,6 +34,14 @@ def test_ablation_over_k(tmp_path):
     assert il[("test", 1)] == il[("test", 2)] and il[("ood", 1)] == il[("ood", 2)]
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and "score (mean)" in (out / "ablation.md").read_text()
     assert all(0 <= r["score"] <= 1 for r in rows)  # twx: the share of the recipe's points
+    # each row says the dtype its episodes ran in; an args file from before dtype_resolved shows auto*
+    assert {r["dtype"] for r in rows} == {common.resolved_dtype_name("auto")}
+    args = out / "k1" / "eval" / "iwm" / "s0" / "args.json"
+    old = json.loads(args.read_text())
+    args.write_text(json.dumps({k: v for k, v in old.items() if k != "dtype_resolved"}))
+    again = {(r["method"], r["value"], r["split"]): r["dtype"] for r in evaluate.ablation(out)}
+    assert again["iwm", 1, "test"] == "auto*" and again["iwm", 2, "test"] == common.resolved_dtype_name("auto")
+    assert "auto*: evaluated with --dtype auto before" in (out / "ablation.md").read_text()
 
 
 def test_ablation_over_the_fraction_of_expert_data(tmp_path):
