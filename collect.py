@@ -54,7 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--shard", default="0/1", help="I/N: process the I-th of N contiguous parts of the tasks")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 where the device has fast bf16, else fp32: common.fast_bf16), bf16, fp32")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
     p.add_argument("--out", required=True, help="run folder")
     return p.parse_args(argv)
 

@@ -123,6 +123,8 @@ def save_args(args, out_dir, name: str = "args.json") -> None:
 
     if "dtype" in vars(args):
         args.dtype_resolved = resolved_dtype_name("fp32" if getattr(args, "full", False) else args.dtype)
+        if args.dtype in (None, "auto"):
+            args.dtype_reason = fast_bf16_reason(default_device())
     d = {k: v for k, v in vars(args).items()}
     table = Table(title=f"{Path(sys.argv[0]).name} arguments", show_header=False)
     for k, v in d.items():
@@ -150,26 +152,88 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 /proc/cpuinfo flags of native bf16 matrix products
+BF16_ARM_FEATURES = ("bf16",)                  # Arm "Features" (BFMMLA / BFDOT)
+
+
+def cpu_bf16_flags(cpuinfo: str) -> bool | None:
+    """From the text of /proc/cpuinfo: whether the CPU has native bf16 dot products (x86 AVX-512-BF16 or
+    AMX-BF16, Arm's bf16 extension), None when the text names no flags at all (not Linux, or hidden).
+    Plain AVX-512 is not enough: oneDNN reports bf16 "supported" there because it can emulate it, and
+    the emulation is 4x (AVX-512) to 100x (AVX2) slower than fp32 (bench/cpu_dtype.py)."""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    if not flags:
+        return None
+    return any(f in flags for f in BF16_CPU_FLAGS + BF16_ARM_FEATURES)
+
+
+def timed_bf16_faster(n: int = 512, repeats: int = 3) -> bool:
+    """Where no CPU flags can be read: time one n x n matmul in each dtype (~50 ms) and keep the faster."""
+    import time
+
+    import torch
+
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(n, n).to(dtype)
+        a @ a  # warm-up
+        t = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ a
+            t.append(time.perf_counter() - t0)
+        best[dtype] = min(t)
+    return best[torch.bfloat16] < best[torch.float32]
+
+
+_CPU_BF16: list = []  # (fast, reason), once per process
+
+
+def _cpu_bf16() -> tuple[bool, str]:
+    if not _CPU_BF16:
+        try:
+            flags = cpu_bf16_flags(Path("/proc/cpuinfo").read_text())
+        except OSError:
+            flags = None
+        if flags is not None:
+            reason = (f"the CPU has native bf16 ({' or '.join(BF16_CPU_FLAGS)})" if flags else
+                      f"the CPU has no native bf16 (no {' or '.join(BF16_CPU_FLAGS)}): emulated bf16 is slower than fp32")
+            _CPU_BF16.append((flags, reason))
+        else:
+            faster = timed_bf16_faster()
+            _CPU_BF16.append((faster, "no CPU flags readable; a timed matmul found bf16 "
+                                      f"{'faster' if faster else 'slower'} than fp32"))
+    return _CPU_BF16[0]
+
+
 def fast_bf16(device) -> bool:
-    """Whether this device runs bf16 matrix products natively. CUDA: the card says (Ampere and newer).
-    CPU: oneDNN's own check (AVX-512 or AMX on x86, the bf16 extension on Arm). Without it PyTorch's
-    CPU bf16 matmul falls back to generic code: on an AVX2-only AMD EPYC, 1.2 vs 82 GFLOP/s for fp32
-    (bench/cpu_dtype.py), which turns a 5-minute training stage into hours."""
+    """Whether bf16 is faster than fp32 on this device (the question, not "can it run bf16?").
+    CUDA: the card says (Ampere and newer). CPU: the instruction flags (cpu_bf16_flags), else a timed
+    matmul of each dtype; asked once per process (fast_bf16_reason says why)."""
     import torch
 
     if str(device).startswith("cuda"):
         return torch.cuda.is_bf16_supported()
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    try:
-        return bool(check()) if check is not None else False
-    except RuntimeError:
-        return False
+    return _cpu_bf16()[0]
+
+
+def fast_bf16_reason(device) -> str:
+    """Why `--dtype auto` resolves as it does here (written with the resolved arguments)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return "CUDA: " + ("the card has bf16" if torch.cuda.is_bf16_supported() else "no bf16 on this card")
+    return _cpu_bf16()[1]
 
 
 def resolve_dtype(dtype: str | None, device: str):
-    """auto = bf16 where it is fast (CUDA; a CPU with AVX-512/AMX: measured 2.5-3x faster than fp32
-    for batched generation and 2x for LoRA training, bench/eval_throughput.py --dtype compares),
-    fp32 elsewhere (an AVX2-only CPU, where bf16 is ~70x slower: fast_bf16)."""
+    """auto = bf16 where it is fast (CUDA; a CPU with AVX-512-BF16 or AMX: measured 2.5-3x faster than
+    fp32 for batched generation and 2x for LoRA training, bench/eval_throughput.py --dtype compares),
+    fp32 elsewhere (plain AVX-512: bf16 ~4x slower; AVX2 only: ~100x slower: fast_bf16)."""
     import torch
 
     table = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}

@@ -46,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--label", default=None, help="name of this model in the summary (default: --model)")
     p.add_argument("--seed", type=int, default=0, help="random seed (sampling)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 where the device has fast bf16, else fp32: common.fast_bf16), bf16, fp32")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
     p.add_argument("--out", default=None, help="output folder")
     p.add_argument("--table", default=None, metavar="RUN",
                    help="instead of evaluating: build RUN/results.md + results.jsonl from RUN/eval/<method>/s<seed>/")

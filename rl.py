@@ -90,7 +90,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-episodes", type=int, default=30, help="test episodes per evaluation (greedy)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 where the device has fast bf16, else fp32: common.fast_bf16), bf16, fp32")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
     p.add_argument("--plot", nargs="+", default=None, metavar="RUN", help="plot the curves of these rl.py outputs to --out (PNG)")
     p.add_argument("--out", required=True, help="output folder (or PNG file with --plot)")
     return p.parse_args(argv)

@@ -65,7 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--max-len", type=int, default=4096, help="cut examples to this many tokens (bfcl states reach ~1,300)")
     p.add_argument("--seed", type=int, default=0, help="random seed (shuffling, LoRA init)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
-    p.add_argument("--dtype", default="auto", help="weights: auto (bf16 where the device has fast bf16, else fp32: common.fast_bf16), bf16, fp32")
+    p.add_argument("--dtype", default="auto", help="weights: auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
     p.add_argument("--attn", choices=["auto", "eager", "sdpa"], default="auto",
                    help="attention kernel: auto = plain matmul (eager) on CPU, the fused default (sdpa) on GPU")
     p.add_argument("--show-mask", type=int, default=0, help="print N examples with trained tokens coloured, then exit")

@@ -1,10 +1,11 @@
 """bf16 vs fp32 on this CPU: why `--dtype auto` asks the processor before it picks bf16.
 
-On a CPU with AVX-512 or AMX, PyTorch runs bf16 matrix products through oneDNN's native kernels and
-bf16 is the fast choice (2x for LoRA training, 2.5-3x for generation: docs/benchmarks.md). On a CPU
-without them (AVX2 only, e.g. an AMD EPYC Milan) the same products fall back to generic code that
-is many times slower than fp32, so a run that takes minutes in fp32 takes hours in bf16.
-common.fast_bf16 asks oneDNN; this script measures what that choice is worth here, side by side in
+On a CPU with native bf16 instructions (AVX-512-BF16 or AMX), PyTorch runs bf16 matrix products
+through oneDNN's native kernels and bf16 is the fast choice (2x for LoRA training, 2.5-3x for
+generation: docs/benchmarks.md). On a CPU without them the same products are emulated: ~4x slower
+than fp32 on plain AVX-512 (an Intel Xeon without AVX-512-BF16), ~100x on AVX2 only (an AMD EPYC
+Milan), so a run that takes minutes in fp32 takes hours in bf16. common.fast_bf16 reads the CPU's
+flags (oneDNN's own check says "supported" wherever it can emulate); this script measures what that choice is worth here, side by side in
 one process (the two dtypes alternate --repeats times; medians and their ratio are reported):
 
   matmul     one MLP product of the embedded model's shape (tokens x 576 @ 576 x 1536), GFLOP/s

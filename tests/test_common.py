@@ -230,6 +230,35 @@ def test_auto_dtype_and_training_autocast_follow_fast_bf16(monkeypatch, tiny):
         common.resolve_dtype("fp64", "cpu")
 
 
+CPUINFO = {  # the flags lines of real machines, shortened
+    "xeon-avx512-no-bf16": "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512dq avx512bw avx512vl avx512_vnni\n",
+    "sapphire-rapids": "flags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n",
+    "epyc-avx2": "flags\t\t: sse4_2 avx avx2 fma bmi2\n",
+    "epyc-genoa": "flags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n",
+    "arm-neoverse-v1": "Features\t: fp asimd sve bf16 i8mm\n",
+    "arm-no-bf16": "Features\t: fp asimd crc32\n",
+}
+
+
+def test_bf16_is_chosen_by_native_instructions_not_by_emulation(monkeypatch):
+    # oneDNN says "bf16 supported" on plain AVX-512 because it can emulate it (4x slower than fp32
+    # there): the CPU's own flags decide; a machine that shows none falls back to a timed matmul
+    want = {"xeon-avx512-no-bf16": False, "sapphire-rapids": True, "epyc-avx2": False, "epyc-genoa": True,
+            "arm-neoverse-v1": True, "arm-no-bf16": False}
+    assert {k: common.cpu_bf16_flags(v) for k, v in CPUINFO.items()} == want
+    assert common.cpu_bf16_flags("processor : 0\nmodel name : ?\n") is None
+    monkeypatch.setattr(common, "_CPU_BF16", [])
+    monkeypatch.setattr(common.Path, "read_text", lambda self, *a, **k: CPUINFO["xeon-avx512-no-bf16"])
+    assert common.fast_bf16("cpu") is False and common.resolve_dtype("auto", "cpu").__repr__() == "torch.float32"
+    assert "no native bf16" in common.fast_bf16_reason("cpu")
+    monkeypatch.setattr(common, "_CPU_BF16", [])
+    monkeypatch.setattr(common.Path, "read_text", lambda self, *a, **k: "")
+    calls = []
+    monkeypatch.setattr(common, "timed_bf16_faster", lambda: calls.append(1) or True)
+    assert common.fast_bf16("cpu") is True and common.fast_bf16("cpu") is True and calls == [1]  # asked once
+    assert "timed matmul" in common.fast_bf16_reason("cpu")
+
+
 def test_saved_arguments_say_what_auto_became(monkeypatch, tmp_path):
     # "auto" alone would not tell a bf16 run from an fp32 one; the args file records the dtype used
     import argparse
@@ -238,7 +267,9 @@ def test_saved_arguments_say_what_auto_became(monkeypatch, tmp_path):
         monkeypatch.setattr(common, "fast_bf16", lambda device, fast=fast: fast)
         args = argparse.Namespace(dtype="auto", seed=0)
         common.save_args(args, tmp_path, f"{want}.json")
-        assert json.loads((tmp_path / f"{want}.json").read_text()) == {"dtype": "auto", "seed": 0, "dtype_resolved": want}
+        saved = json.loads((tmp_path / f"{want}.json").read_text())
+        assert saved.pop("dtype_reason") == common.fast_bf16_reason("cpu")  # why auto chose so
+        assert saved == {"dtype": "auto", "seed": 0, "dtype_resolved": want}
         assert args.dtype_resolved == want  # so train.py's checkpoint args.json has it as well
         full = argparse.Namespace(dtype="auto", full=True)  # full fine-tuning keeps fp32 weights
         common.save_args(full, tmp_path)
