@@ -4,7 +4,9 @@ An environment is a text game with three extra abilities the method needs:
   * an expert: `expert_actions(task)` returns a gold action sequence that solves the task;
   * branching: `snapshot()` / `restore(snap)` put the game back into an earlier state, so that
     collect.py can execute an alternative action ONE step from an expert state (paper 4.1);
-  * splits: `tasks(split)` for "train", "test" (in domain) and "ood" (out of domain).
+  * splits: `tasks(split)` for "train", "dev" (tasks of the training distribution that no training
+    task uses: settings such as the imitation budget are chosen on it), "test" (in domain) and "ood"
+    (out of domain). test and ood are read once, at the end.
 
 The base class keeps the episode's trace (the actions taken and the observations they produced).
 That trace is what the state text is built from (prompts.state_text), and it is also what makes the
@@ -13,7 +15,7 @@ with a cheaper snapshot (deepcopy, fork) override snapshot/restore.
 """
 from __future__ import annotations
 
-SPLITS = ("train", "test", "ood")
+SPLITS = ("train", "dev", "test", "ood")  # dev: held out of train, for choosing settings
 
 
 class EnvError(Exception):

@@ -17,7 +17,8 @@ request comes. The backends are the benchmark's own classes, run in this process
                 must pass. score = the fraction of turns passed before the first failure
   branching     copy.deepcopy of the backend instances (thousands per second), no replay
 
-Splits (the paper's): train = 125 and test = 75 of the 200 `multi_turn_base` tasks (a seeded split);
+Splits (the paper's): 125 training and test = 75 of the 200 `multi_turn_base` tasks (a seeded split);
+the 125 are train = 100 and dev = 25 (held out of training, for choosing settings);
 ood = the 599 tasks of long_context (bigger files and lists to read), miss_func (a tool is missing until
 a later turn: the agent must not improvise) and miss_param (a request lacks a parameter: the agent
 must not guess; one miss_func task whose ground truth uses a tool before it is shown is dropped),
@@ -50,7 +51,7 @@ from envs.base import EnvError, TextEnv
 
 CATEGORIES = ("base", "long_context", "miss_func", "miss_param")
 OOD = ("long_context", "miss_func", "miss_param")
-N_TRAIN = 125  # of the 200 base tasks; the other 75 are `test` (the paper's split)
+N_TRAIN, N_DEV = 100, 25  # of the 200 base tasks: train, dev; the other 75 are `test` (the paper's split)
 SPLIT_SEED = 0
 END_TURN = "end_turn()"
 EXTRA_CALLS = 3  # a turn ends by itself after (its ground-truth calls + 3) calls: bounds an episode
@@ -234,10 +235,11 @@ class BFCLEnv(TextEnv):
 
     # ---- tasks ----------------------------------------------------------------------------
     def tasks(self, split: str) -> list[dict]:
-        if split in ("train", "test"):
+        if split in ("train", "dev", "test"):
             order = list(range(len(load_category("base"))))
             random.Random(SPLIT_SEED).shuffle(order)
-            idx = order[:N_TRAIN] if split == "train" else order[N_TRAIN:]
+            idx = {"train": order[:N_TRAIN], "dev": order[N_TRAIN:N_TRAIN + N_DEV],
+                   "test": order[N_TRAIN + N_DEV:]}[split]
             picks = [("base", i) for i in idx]
         elif split == "ood":
             perms = {c: list(range(len(load_category(c)))) for c in OOD}
@@ -246,7 +248,7 @@ class BFCLEnv(TextEnv):
             picks = [(c, perms[c][i]) for i in range(len(perms[OOD[0]])) for c in OOD
                      if not _uses_hidden_tool(load_category(c)[perms[c][i]])]
         else:
-            raise EnvError(f"unknown split {split!r}; choose one of: train, test, ood")
+            raise EnvError(f"unknown split {split!r}; choose one of: train, dev, test, ood")
         return [{"task_id": f"bfcl/{split}/{load_category(c)[i]['id']}", "split": split, "group": c,
                  "category": c, "index": i} for c, i in picks]
 

@@ -12,7 +12,8 @@ Names: `scienceworld` (the default subset, below) or `scienceworld:TASK[,TASK...
   of a 135M model teaches nothing, and replaying long prefixes makes branching quadratic (O(K L^2)).
   Name the other tasks explicitly to use them; `scienceworld:all` takes all 30.
 
-Splits (the benchmark's own): train = train variations, test = dev variations (in domain),
+Splits (the benchmark's own): train = train variations (less the last tenth of each task's, which is
+dev: held out of training, for choosing settings), test = dev variations (in domain),
 ood = test variations (unseen objects and places). Tasks are interleaved so that the first N of a
 split cover every task of the subset.
 
@@ -105,16 +106,20 @@ class ScienceWorld(TextEnv):
 
     # ---- tasks ------------------------------------------------------------------------------
     def tasks(self, split: str) -> list[dict]:
-        if split not in ("train", "test", "ood"):
-            raise EnvError(f"unknown split {split!r}; choose one of: train, test, ood")
+        if split not in ("train", "dev", "test", "ood"):
+            raise EnvError(f"unknown split {split!r}; choose one of: train, dev, test, ood")
         if split in self._tasks:
             return list(self._tasks[split])
         per_task = {}
         for t in self.task_names:
             self._env.load(t, 0, SIMPLIFICATIONS)
-            get = {"train": self._env.get_variations_train, "test": self._env.get_variations_dev,
-                   "ood": self._env.get_variations_test}[split]
-            per_task[t] = list(get())
+            get = {"train": self._env.get_variations_train, "dev": self._env.get_variations_train,
+                   "test": self._env.get_variations_dev, "ood": self._env.get_variations_test}[split]
+            variations = list(get())
+            if split in ("train", "dev"):  # the last tenth of each task's train variations is dev
+                cut = len(variations) - max(1, len(variations) // 10)
+                variations = variations[:cut] if split == "train" else variations[cut:]
+            per_task[t] = variations
         n = max(len(v) for v in per_task.values())
         self._tasks[split] = [{"task_id": f"scienceworld/{split}/{t}/{per_task[t][i]}", "split": split, "group": t,
                  "task": t, "variation": per_task[t][i]}

@@ -8,7 +8,8 @@ Games (pick with --env):
 A setting can be changed after a colon, for every split: twx-cooking:numIngredients=2,numLocations=2
 
 Splits (TextWorldExpress has three folds of 1,000 seeds; the folds use different objects):
-  train  the `train` fold, seeds 0-799, the game's base settings;
+  train  the `train` fold, seeds 0-699, the game's base settings;
+  dev    the `train` fold, seeds 700-799: held out of training, for choosing settings (the budget);
   test   the `train` fold, seeds 800-999: unseen games, same objects and settings (in domain);
   ood    the `test` fold (objects never seen in training) with a harder setting (see GAMES).
 
@@ -47,7 +48,7 @@ GAMES = {
         25,
     ),
 }
-N_TRAIN_SEEDS = 800  # train-fold seeds [0, 800) train, [800, 1000) test
+N_TRAIN_SEEDS, N_DEV_SEEDS = 700, 100  # train-fold seeds [0, 700) train, [700, 800) dev, [800, 1000) test
 
 
 def _override(params: str, overrides: str) -> str:
@@ -82,12 +83,14 @@ class TWXEnv(TextEnv):
     def tasks(self, split: str) -> list[dict]:
         if split == "train":
             seeds, fold, params = range(0, N_TRAIN_SEEDS), "train", self.params
+        elif split == "dev":
+            seeds, fold, params = range(N_TRAIN_SEEDS, N_TRAIN_SEEDS + N_DEV_SEEDS), "train", self.params
         elif split == "test":
-            seeds, fold, params = range(N_TRAIN_SEEDS, 1000), "train", self.params
+            seeds, fold, params = range(N_TRAIN_SEEDS + N_DEV_SEEDS, 1000), "train", self.params
         elif split == "ood":
             seeds, fold, params = range(0, 1000), "test", self.ood_params
         else:
-            raise EnvError(f"unknown split {split!r}; choose one of: train, test, ood")
+            raise EnvError(f"unknown split {split!r}; choose one of: train, dev, test, ood")
         return [{"task_id": f"{self.name}/{split}/{s}", "split": split, "fold": fold, "seed": s, "params": params}
                 for s in seeds]
 

@@ -40,18 +40,17 @@ def play(env, task, actions):
 
 
 def test_splits_are_the_papers(env):
-    train, test, ood = (env.tasks(s) for s in ("train", "test", "ood"))
-    assert len(train) == 125 and len(test) == 75
-    base = {t["task_id"].split("/")[-1] for t in train + test}
-    assert len(base) == 200 and all(b.startswith("multi_turn_base_") for b in base)
-    assert not {t["task_id"] for t in train} & {t["task_id"] for t in test}
+    train, dev, test, ood = (env.tasks(s) for s in ("train", "dev", "test", "ood"))
+    assert len(train) == 100 and len(dev) == 25 and len(test) == 75  # the paper's 125 training tasks = train + dev
+    base = [t["task_id"].split("/")[-1] for t in train + dev + test]
+    assert len(set(base)) == 200 and all(b.startswith("multi_turn_base_") for b in base)  # disjoint, all 200
     assert len(ood) == 599  # 600 minus the one miss_func task whose ground truth uses a hidden tool
     assert Counter(t["group"] for t in ood) == {"long_context": 200, "miss_func": 199, "miss_param": 200}
     assert Counter(t["group"] for t in ood[:30]) == {"long_context": 10, "miss_func": 10, "miss_param": 10}
     assert [t["task_id"] for t in env.tasks("train")] == [t["task_id"] for t in train]  # seeded, stable
 
 
-@pytest.mark.parametrize("split", ["train", "test", "ood"])
+@pytest.mark.parametrize("split", ["train", "dev", "test", "ood"])
 def test_ground_truth_passes_the_official_checkers_on_every_task(env, split):
     for task in env.tasks(split):
         gold = env.expert_actions(task)

@@ -8,7 +8,7 @@ import prompts
 @pytest.mark.parametrize("name", [n for n in envs.ENV_NAMES if n != "scienceworld"])  # its own tests
 def test_gold_path_succeeds_on_every_split(name):
     with envs.make(name) as env:
-        for split in ("train", "test", "ood"):
+        for split in envs.SPLITS:
             for task in env.tasks(split)[:20]:
                 gold = env.expert_actions(task)
                 env.reset(task)
@@ -19,11 +19,15 @@ def test_gold_path_succeeds_on_every_split(name):
 
 
 def test_splits_do_not_share_tasks(cooking):
-    keys = {s: {(t["fold"], t["seed"], t["params"]) for t in cooking.tasks(s)} for s in ("train", "test", "ood")}
-    assert len(keys["train"]) == 800 and len(keys["test"]) == 200 and len(keys["ood"]) == 1000
-    assert not keys["train"] & keys["test"] and not keys["train"] & keys["ood"] and not keys["test"] & keys["ood"]
-    ids = [t["task_id"] for s in ("train", "test", "ood") for t in cooking.tasks(s)]
+    # dev (where settings are chosen) shares no game with train, test or ood
+    keys = {s: {(t["fold"], t["seed"], t["params"]) for t in cooking.tasks(s)} for s in envs.SPLITS}
+    assert {s: len(k) for s, k in keys.items()} == {"train": 700, "dev": 100, "test": 200, "ood": 1000}
+    for i, a in enumerate(envs.SPLITS):
+        for b in envs.SPLITS[i + 1:]:
+            assert not keys[a] & keys[b], (a, b)
+    ids = [t["task_id"] for s in envs.SPLITS for t in cooking.tasks(s)]
     assert len(ids) == len(set(ids))
+    assert cooking.tasks("train")[:16] == [t for t in cooking.tasks("train") if t["seed"] < 16]  # first N unchanged
 
 
 def test_replay_restores_the_same_state_and_every_valid_action_steps(cooking):
@@ -59,7 +63,7 @@ def test_unknown_env_and_split_are_one_line_errors():
     with pytest.raises(envs.EnvError, match="unknown env"):
         envs.make("alfworld")
     with pytest.raises(envs.EnvError, match="unknown split"):
-        envs.check_split("dev")
+        envs.check_split("valid")
     with envs.make("twx-coin") as env, pytest.raises(envs.EnvError, match="unknown split"):
         env.tasks("validation")
 

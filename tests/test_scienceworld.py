@@ -26,7 +26,7 @@ def sw():
 
 
 def test_gold_paths_succeed_on_every_split(sw):
-    for split in ("train", "test", "ood"):
+    for split in ("train", "dev", "test", "ood"):
         tasks = sw.tasks(split)
         assert [t["task"] for t in tasks[:3]] == ["find-living-thing", "lifespan-longest-lived", "find-non-living-thing"]
         for task in tasks[:3]:
@@ -38,9 +38,14 @@ def test_gold_paths_succeed_on_every_split(sw):
 
 
 def test_splits_are_the_benchmarks_variations(sw):
-    var = {s: {(t["task"], t["variation"]) for t in sw.tasks(s)} for s in ("train", "test", "ood")}
-    assert not var["train"] & var["test"] and not var["train"] & var["ood"] and not var["test"] & var["ood"]
-    assert len(var["train"]) > len(var["test"]) > 0 and len(var["ood"]) > 0
+    splits = ("train", "dev", "test", "ood")
+    var = {s: {(t["task"], t["variation"]) for t in sw.tasks(s)} for s in splits}
+    for i, a in enumerate(splits):
+        for b in splits[i + 1:]:
+            assert not var[a] & var[b], (a, b)
+    assert len(var["train"]) > len(var["test"]) > 0 and len(var["ood"]) > 0 and len(var["dev"]) > 0
+    # dev is the last tenth of each task's train variations
+    assert {t for t, _ in var["dev"]} == {t for t, _ in var["train"]}
 
 
 def test_replay_reproduces_and_branches_are_real_next_states(sw):
