@@ -13,6 +13,11 @@ Where alternatives come from (the paper's appendix uses both, for different meth
   --k-sr K    K sampled from the untuned policy at temperature 1.0  source "policy" (reflection),
               de-duplicated, never the expert action; an invalid or repeated proposal is replaced by
               a uniform draw from the unused valid actions (marked "replaced": true).
+  --k-proposals K  the first K distinct proposals of the same samples, executed AS WRITTEN, invalid
+              ones included (source "proposal", "valid": true/false): world-model data about the moves
+              the policy really makes, with the game's error texts ("Unknown action", "You can't ...")
+              as targets. A small policy fails mostly by repeating invalid moves, which uniform valid
+              alternatives never show.
 Branching puts the env back into s_i (snapshot/restore; reset + replay for TextWorldExpress) and
 checks, for every branch, that the restored state text equals the expert state's text.
 
@@ -20,12 +25,12 @@ Tasks are processed in chunks of --chunk tasks: the policy's proposals for a who
 batched generate call (each prompt is read once and its cache shared by its K samples), seeded by the
 chunk's index, so a rerun, a resumed run and a --shard I/N run give the same lines.
 
-Inputs:  an env (--env, --split, --tasks); --model for policy proposals (only when --k-sr > 0)
+Inputs:  an env (--env, --split, --tasks); --model for policy proposals (only when --k-sr or --k-proposals > 0)
 Outputs: OUT/expert.jsonl, OUT/rollouts.jsonl, OUT/collect_args.json, OUT/collect_stats.json
 
 Examples:
   python collect.py --env twx-cooking --split train --tasks 100 --k-iwm 4 --k-sr 3 --model smollm2-135m --out runs/demo
-  python collect.py --env twx-cooking --tasks 20 --k-iwm 8 --k-sr 0 --out runs/iwm-only
+  python collect.py --env twx-cooking --tasks 20 --k-iwm 4 --k-sr 0 --k-proposals 2 --out runs/iwm-own-moves
   python collect.py --env bfcl --tasks 8 --k-iwm 2 --k-sr 2 --model smollm2-135m --out runs/bfcl
 """
 from __future__ import annotations
@@ -47,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--tasks", type=int, default=100, help="number of tasks (the first N of the split)")
     p.add_argument("--k-iwm", type=int, default=4, help="uniform valid alternatives per expert state (world modelling)")
     p.add_argument("--k-sr", type=int, default=3, help="policy-sampled alternatives per expert state (reflection)")
+    p.add_argument("--k-proposals", type=int, default=0,
+                   help="policy proposals per expert state executed as written, invalid ones kept (world modelling)")
     p.add_argument("--model", default=common.EMBEDDED, help="the initial policy that proposes alternatives")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of policy proposals")
     p.add_argument("--max-new-tokens", type=int, default=24, help="length cap of a proposal")
@@ -96,6 +103,17 @@ def policy_alternatives(rng: random.Random, proposals: list[str], env, expert: s
     return chosen[:k]
 
 
+def raw_proposals(proposals: list[str], expert: str, k: int) -> list[str]:
+    """The first k distinct proposals other than the expert's action, as the policy wrote them: an
+    invalid one is kept (its outcome, the game's error text, is what world modelling should learn)."""
+    chosen = []
+    for text in proposals:
+        a = common.parse_action(text)
+        if a and a != expert and a not in chosen:
+            chosen.append(a)
+    return chosen[:k]
+
+
 def branch(env, snap, state: str, action: str) -> dict:
     """Put the env back into the expert state and execute ONE alternative action from it."""
     env.restore(snap)
@@ -115,11 +133,12 @@ def collect_chunk(env, chunk: list[dict], index: int, args, model, tok, env_name
         for s in steps:
             states.append((task, s))
     proposals = [[] for _ in states]
-    if args.k_sr > 0 and states:
+    samples = max(args.k_sr, args.k_proposals)  # one set of samples serves both uses
+    if samples > 0 and states:
         common.set_seed(args.seed * 1_000_003 + index)
         chats = [prompts.policy_messages(s["state"]) for _, s in states]
         proposals = common.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
-                                    temperature=args.temperature, num_samples=args.k_sr, batch_size=8)
+                                    temperature=args.temperature, num_samples=samples, batch_size=8)
     expert_rows, rollout_rows, n_branches, n_replaced = [], [], 0, 0
     for (task, s), props in zip(states, proposals):
         rid = f"{task['task_id']}/{s['step']}"
@@ -139,6 +158,10 @@ def collect_chunk(env, chunk: list[dict], index: int, args, model, tok, env_name
                 alts.append({**branch(env, s["snapshot"], s["state"], c["action"]), "source": "policy",
                              "replaced": c["replaced"]})
                 n_replaced += c["replaced"]
+        for a in raw_proposals(props, s["action"], args.k_proposals):
+            env.restore(s["snapshot"])
+            valid = env.is_valid(a)  # judged in the expert state, before the step
+            alts.append({**branch(env, s["snapshot"], s["state"], a), "source": "proposal", "valid": valid})
         n_branches += len(alts)
         rollout_rows.append({"id": rid, "env": env_name, "task_id": task["task_id"], "step": s["step"],
                              "state": s["state"],
@@ -172,12 +195,14 @@ def resume(out: Path) -> set:
 
 def totals(out: Path, task_ids: list[str]) -> dict:
     """What the collection in OUT holds: tasks, expert steps, executed alternatives (branches), policy
-    proposals replaced by uniform draws, and tasks of TASK_IDS left out (gold path fails)."""
+    proposals replaced by uniform draws, raw proposals executed (and how many were invalid), and tasks of TASK_IDS left out (gold path fails)."""
     ex, ro = ([] if not (out / f).exists() else common.read_jsonl(out / f) for f in ("expert.jsonl", "rollouts.jsonl"))
     have = {r["task_id"] for r in ex}
     alts = [a for r in ro for a in r["alternatives"]]
     return {"tasks": len(have), "expert_steps": len(ex), "branches": len(alts),
             "replaced": sum(bool(a.get("replaced")) for a in alts),
+            "proposals": sum(a["source"] == "proposal" for a in alts),
+            "invalid_proposals": sum(a["source"] == "proposal" and not a["valid"] for a in alts),
             "skipped": sum(t not in have for t in task_ids)}
 
 
@@ -198,7 +223,7 @@ def main(argv=None):
     mine = common.shard_range(len(chunks), args.shard)
     done = resume(out)
     model = tok = None
-    if args.k_sr > 0:
+    if args.k_sr > 0 or args.k_proposals > 0:
         model, tok = common.load_model(args.model, dtype=args.dtype)
         model.eval()
     t0, run = time.time(), {"tasks": 0, "branches": 0}

@@ -3,7 +3,9 @@
 Turns rollouts.jsonl into chat examples that teach the policy's own weights to predict what the game
 answers: input = the state s_i and an action a, target = the next observation s'. Both the expert's
 transition and the alternatives are used; invalid actions are kept on purpose ("Unknown action",
-"You can't ..." are facts about the world too).
+"You can't ..." are facts about the world too): source "valid" = uniform draws from the valid actions
+(the paper's), "proposal" = the untuned policy's own proposals executed as written (collect.py
+--k-proposals), so the world model also sees what its habitual invalid moves do.
 
 Two details keep world modelling from hurting the policy (see prompts.world_model_messages):
   * its own system prompt ("you are a world model") and an `Observation: ...` target, never
@@ -29,14 +31,15 @@ from pathlib import Path
 import common
 import prompts
 
-SOURCES = ("valid", "policy", "expert")
+SOURCES = ("valid", "policy", "proposal", "expert")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="run folder holding rollouts.jsonl")
-    p.add_argument("--sources", nargs="+", default=["valid", "expert"], choices=SOURCES,
-                   help="which transitions to learn from (the paper: uniform valid alternatives + expert)")
+    p.add_argument("--sources", nargs="+", default=["valid", "proposal", "expert"], choices=SOURCES,
+                   help="which transitions to learn from: the paper's uniform valid alternatives + expert, and the "
+                        "policy's own proposals as written, invalid ones kept (present when collect.py had --k-proposals)")
     p.add_argument("--k", type=int, default=0, help="use at most K alternatives per state (0 = all collected)")
     p.add_argument("--max-words", type=int, default=40, help="cut each target observation to this many words")
     p.add_argument("--ratio", type=float, default=0, help="keep at most RATIO x (expert examples); 0 = keep all")

@@ -133,3 +133,39 @@ def test_reflect_writes_thought_then_expert_action_and_resumes(run, tmp_path):
         assert common.parse_action(answer) == ro[k["id"]]["expert"]["action"]
         assert k["messages"][0]["content"] == prompts.POLICY_SYSTEM
     assert kept[0]["messages"][-1]["content"] == f"Thought: {planted}\nAction: {ro[first]['expert']['action']}"
+
+
+def test_policy_proposals_for_world_modelling_keep_invalid_moves(monkeypatch, tmp_path):
+    # the policy's own moves as written (collect.py --k-proposals): a planted invalid proposal is
+    # executed, its error text recorded, and iwm.py turns it into a world-model example whose target is
+    # that error text (uniform valid alternatives never show what an invalid move does)
+    planted = ["Action: fly to the moon", "Action: fly to the moon", "Action: look around"]
+
+    def fake_generate(model, tok, chats, num_samples=1, **kw):
+        return [planted[:num_samples] for _ in chats]
+
+    monkeypatch.setattr(common, "generate", fake_generate)
+    out = tmp_path / "own"
+    collect.main(["--env", "twx-cooking", "--tasks", "1", "--k-iwm", "1", "--k-sr", "0", "--k-proposals", "3",
+                  "--model", "tiny-random", "--dtype", "fp32", "--out", str(out)])
+    rows = common.read_jsonl(out / "rollouts.jsonl")
+    for r in rows:
+        props = [a for a in r["alternatives"] if a["source"] == "proposal"]
+        want = ["fly to the moon"] + (["look around"] if r["expert"]["action"] != "look around" else [])
+        assert [a["action"] for a in props] == want  # de-duplicated, never the expert's, invalid kept
+        bad = props[0]
+        assert bad["valid"] is False and all(a["valid"] for a in props[1:])
+        with envs.make("twx-cooking") as env:  # the recorded outcome is the game's own answer
+            env.reset(env.tasks("train")[0])
+            for r2 in rows[: r["step"]]:
+                env.step(r2["expert"]["action"])
+            assert not env.is_valid("fly to the moon")
+            assert env.step("fly to the moon")[0] == bad["next_state"]
+    stats = common.read_jsonl(out / "collect_stats.json")[0]
+    assert stats["invalid_proposals"] == len(rows) and stats["proposals"] >= len(rows)
+    iwm.main(["--run", str(out)])
+    ex = [e for e in common.read_jsonl(out / "iwm.jsonl") if e["meta"]["source"] == "proposal"]
+    assert len(ex) == stats["proposals"]
+    first = ex[0]["messages"]
+    assert first[1]["content"].endswith("\nAction: fly to the moon")
+    assert first[2]["content"] == "Observation: " + prompts.squash(rows[0]["alternatives"][1]["next_state"], 40)
