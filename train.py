@@ -25,7 +25,8 @@ its share of every global batch (--batch stays the global batch), so the loss lo
 single-process run with the same --batch.
 
 Inputs:  chat JSONL files ({"messages": [...]}) from collect.py / iwm.py / reflect.py
-Outputs: OUT/ (LoRA adapter or full model, tokenizer, args.json, loss.jsonl); load it with --model OUT
+Outputs: OUT/ (LoRA adapter or full model, tokenizer, args.json, loss.jsonl); load it with --model OUT;
+         with --save-every N also OUT-steps/step-NNNNN/ along the way (budget.py picks the budget from them)
 
 Examples:
   python train.py --data runs/demo/expert.jsonl --epochs 2 --out runs/demo/ckpt/il
@@ -68,6 +69,8 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="auto", help="weights: auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
     p.add_argument("--attn", choices=["auto", "eager", "sdpa"], default="auto",
                    help="attention kernel: auto = plain matmul (eager) on CPU, the fused default (sdpa) on GPU")
+    p.add_argument("--save-every", type=int, default=0,
+                   help="also save the checkpoint every N steps to OUT-steps/step-NNNNN (budget.py evaluates them on dev)")
     p.add_argument("--show-mask", type=int, default=0, help="print N examples with trained tokens coloured, then exit")
     return p.parse_args(argv)
 
@@ -334,6 +337,10 @@ def main(argv=None):
             row["peak_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         log.append(row)
         bar.set_postfix(loss=f"{loss_total:.3f}", tok_s=f"{rate:.0f}")
+        if rank == 0 and args.save_every and (step + 1) % args.save_every == 0 and step + 1 < total:
+            steps_dir = out.parent / f"{out.name}-steps"  # the imitation learning curve, for budget.py
+            steps_dir.mkdir(exist_ok=True)
+            save_checkpoint(model, tok, args, base_name, log, steps_dir / f"step-{step + 1:05d}")
     if rank == 0:
         save_checkpoint(model, tok, args, base_name, log, out)
         print(f"saved {out} ({total} steps, {len(examples)} examples, final loss {log[-1]['loss']:.3f}, "

@@ -1,0 +1,176 @@
+"""The imitation budget, chosen on dev: the paper's protocol before any comparison (section 5.1).
+
+The paper does not compare methods at an arbitrary number of steps: it trains imitation, picks the
+step count by training loss and validation success, and then gives IWM and SR that same budget. This
+script makes the pick. One imitation run saves its checkpoint every N steps (train.py --save-every N);
+each checkpoint plays the `dev` split (tasks of the training distribution that no training task
+uses); the rule below reads the curve:
+
+  budget = the earliest checkpoint whose dev success is within one standard error of the best one's
+           (SE = sqrt(p (1 - p) / n) at the best rate p over n dev episodes)
+
+that is, where dev success stops rising beyond its own noise. A curve still rising at its last
+checkpoint picks that checkpoint and says so (`still_rising`: sweep longer); a flat curve picks its
+first. test and ood are never read here.
+
+Inputs:  --ckpt DIR: a train.py run with --save-every (DIR-steps/step-NNNNN/ and the final DIR)
+Outputs: --out (default DIR/../budget.json): {"steps", "epochs", "steps_per_epoch", "rule", "still_rising",
+         "curve": [{"step", "dev_success", "successes", "n", "dev_score", "train_loss"}]}, budget.png,
+         and each checkpoint's dev episodes under --eval-dir (default DIR-dev/step-NNNNN/: resumable).
+run.sh reads `steps` (IL, IWM's stage 2 and the matched readings) and `epochs` (SR's mixed data).
+
+Without a sweep (--fixed-epochs E --data expert.jsonl), the same file states a given budget: run.sh's
+default, so that every arm always reads its steps from budget.json.
+
+Examples:
+  python train.py --data runs/demo/expert.jsonl --epochs 6 --save-every 25 --out runs/demo/ckpt/sweep
+  python budget.py --ckpt runs/demo/ckpt/sweep --env twx-cooking --episodes 50
+  python budget.py --fixed-epochs 2 --data runs/demo/expert.jsonl --batch-size 8 --out runs/demo/budget.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import common
+import envs
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--ckpt", default=None, help="train.py output folder trained with --save-every")
+    p.add_argument("--fixed-epochs", type=float, default=0,
+                   help="no sweep: the budget is this many epochs over --data at --batch (run.sh's default setting)")
+    p.add_argument("--data", default=None, help="with --fixed-epochs: the imitation data (expert.jsonl)")
+    p.add_argument("--batch-size", type=int, default=8, help="with --fixed-epochs: examples per optimizer step")
+    p.add_argument("--env", default="twx-cooking", help=f"environment: {', '.join(envs.ENV_NAMES)}")
+    p.add_argument("--episodes", type=int, default=50, help="dev episodes per checkpoint")
+    p.add_argument("--batch", type=int, default=50, help="episodes played in lockstep")
+    p.add_argument("--max-steps", type=int, default=0, help="step limit per episode (0 = the env's default)")
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
+    p.add_argument("--max-new-tokens", type=int, default=24, help="answer length cap")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here), bf16, fp32")
+    p.add_argument("--eval-dir", default=None, help="where the dev episodes go (default CKPT-dev)")
+    p.add_argument("--out", default=None, help="the budget file (default: CKPT/../budget.json)")
+    args = p.parse_args(argv)
+    if not args.ckpt and not (args.fixed_epochs > 0 and args.data):
+        p.error("--ckpt (a sweep to read) or --fixed-epochs E with --data is required")
+    return args
+
+
+RULE = "earliest checkpoint whose dev success >= best - sqrt(best (1 - best) / n)"
+
+
+def choose_budget(curve: list[dict]) -> tuple[dict, bool]:
+    """The rule (module docstring) on points {"step", "successes", "n"}: (the chosen point, still_rising).
+    still_rising: the best point is the last one, so a longer run might have gone higher."""
+    if not curve:
+        raise common.UserError("no checkpoints to choose a budget from")
+    curve = sorted(curve, key=lambda c: c["step"])
+    rate = [c["successes"] / c["n"] for c in curve]
+    best = max(rate)
+    se = math.sqrt(best * (1 - best) / curve[rate.index(best)]["n"])
+    chosen = next(c for c, r in zip(curve, rate) if r >= best - se - 1e-12)
+    return chosen, rate[-1] == best and len(curve) > 1 and rate[-1] > rate[0]
+
+
+def checkpoints(ckpt: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every saved point of the run, the final checkpoint last."""
+    log = ckpt / "loss.jsonl"
+    if not log.exists():
+        raise common.UserError(f"{ckpt}: not a finished train.py checkpoint (no loss.jsonl)")
+    total = sum(1 for _ in log.open())
+    found = sorted((int(d.name.split("-")[1]), d) for d in (ckpt.parent / f"{ckpt.name}-steps").glob("step-*")
+                   if (d / "loss.jsonl").exists())
+    if not found:
+        raise common.UserError(f"{ckpt.parent / (ckpt.name + '-steps')}: no step-* checkpoints (train with --save-every N)")
+    return found + [(total, ckpt)]
+
+
+def steps_per_epoch(ckpt: Path) -> int:
+    args = json.loads((ckpt / "args.json").read_text())
+    n = sum(len(common.read_jsonl(p)) for p in args["data"])
+    return math.ceil(n / args["batch"])
+
+
+def plot(curve: list[dict], chosen: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [c["step"] for c in curve]
+    ax.plot(steps, [100 * c["dev_success"] for c in curve], "o-", label="dev success %")
+    ax.plot(steps, [100 * c["dev_score"] for c in curve], "s--", alpha=0.6, label="dev score x100")
+    ax.axvline(chosen["step"], color="grey", ls=":", label=f"budget: {chosen['step']} steps")
+    ax.set_xlabel("imitation steps")
+    ax2 = ax.twinx()
+    ax2.plot(steps, [c["train_loss"] for c in curve], "^-", color="tab:red", alpha=0.5, label="train loss")
+    ax2.set_ylabel("train loss")
+    fig.legend(loc="upper center", ncol=4, fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    import evaluate
+    from rich.console import Console
+    from rich.table import Table
+
+    args = parse_args(argv)
+    if not args.ckpt:  # the budget given, not chosen: same file, so every arm reads it the same way
+        per_epoch = math.ceil(len(common.read_jsonl(args.data)) / args.batch_size)
+        steps = max(1, round(args.fixed_epochs * per_epoch))  # train.py's own count for --epochs
+        budget = {"steps": steps, "epochs": args.fixed_epochs, "steps_per_epoch": per_epoch,
+                  "rule": f"fixed: {args.fixed_epochs:g} epochs (not chosen on dev)", "still_rising": None, "curve": []}
+        out = Path(args.out) if args.out else Path(args.data).parent / "budget.json"
+        common.write_atomic(out, json.dumps(budget, indent=2) + "\n")
+        print(f"wrote {out}: {steps} steps ({args.fixed_epochs:g} epochs of {per_epoch})")
+        return budget
+    ckpt = Path(args.ckpt)
+    points = checkpoints(ckpt)
+    env = envs.make(args.env)  # fails fast on a bad env name, before any evaluation
+    env.close()
+    out = Path(args.out) if args.out else ckpt.parent / "budget.json"
+    eval_dir = Path(args.eval_dir) if args.eval_dir else ckpt.parent / f"{ckpt.name}-dev"
+    common.save_args(args, out.parent, f"{out.stem}_args.json")
+    log = [json.loads(x) for x in (ckpt / "loss.jsonl").open()]
+    curve = []
+    for step, folder in points:
+        ev = eval_dir / f"step-{step:05d}"
+        if not (ev / "summary.jsonl").exists():  # each checkpoint's dev reading resumes on its own
+            evaluate.main(["--model", str(folder), "--env", args.env, "--split", "dev", "--episodes", str(args.episodes),
+                           "--batch", str(args.batch), "--max-steps", str(args.max_steps),
+                           "--temperature", str(args.temperature), "--max-new-tokens", str(args.max_new_tokens),
+                           "--threads", str(args.threads), "--dtype", args.dtype, "--label", f"il@{step}", "--out", str(ev)])
+        row = next(r for r in common.read_jsonl(ev / "summary.jsonl") if r["split"] == "dev")
+        window = log[max(0, step - max(1, step // 10)): step]  # the last tenth of the steps so far
+        curve.append({"step": step, "dev_success": row["success"], "successes": row["successes"], "n": row["n"],
+                      "dev_score": round(row["score"], 4), "invalid_rate": round(row["invalid_rate"], 4),
+                      "train_loss": round(sum(r["loss"] for r in window) / len(window), 4)})
+    chosen, rising = choose_budget(curve)
+    per_epoch = steps_per_epoch(ckpt)
+    budget = {"steps": chosen["step"], "epochs": round(chosen["step"] / per_epoch, 4), "steps_per_epoch": per_epoch,
+              "rule": RULE, "still_rising": rising, "dev_episodes": args.episodes, "curve": curve}
+    common.write_atomic(out, json.dumps(budget, indent=2) + "\n")
+    plot(curve, chosen, out.with_suffix(".png"))
+    table = Table(title=f"imitation on dev ({args.env}): budget {chosen['step']} steps = {budget['epochs']} epochs"
+                        + (" (still rising: sweep longer)" if rising else ""))
+    for c in ("step", "epochs", "dev success", "score", "invalid", "train loss"):
+        table.add_column(c)
+    for c in curve:
+        mark = " <" if c["step"] == chosen["step"] else ""
+        table.add_row(f"{c['step']}{mark}", f"{c['step'] / per_epoch:.2f}", f"{c['successes']}/{c['n']}",
+                      f"{c['dev_score']:.3f}", f"{100 * c['invalid_rate']:.0f}%", f"{c['train_loss']:.3f}")
+    Console().print(table)
+    print(f"wrote {out}")
+    return budget
+
+
+if __name__ == "__main__":
+    common.run_main(main)

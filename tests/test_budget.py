@@ -1,0 +1,62 @@
+"""budget.py: the rule that picks the imitation budget on dev, and the sweep end to end."""
+import json
+
+import pytest
+
+import budget
+import common
+import train
+from conftest import run_script
+
+
+def pts(successes, n=50, every=10):
+    return [{"step": every * (i + 1), "successes": k, "n": n} for i, k in enumerate(successes)]
+
+
+def test_rule_picks_where_dev_success_stops_rising():
+    # still rising: the last checkpoint, flagged so the sweep can be lengthened
+    chosen, rising = budget.choose_budget(pts([5, 10, 15, 20, 25]))
+    assert chosen["step"] == 50 and rising
+    # flat: the first (the cheapest budget that reaches the plateau)
+    chosen, rising = budget.choose_budget(pts([15, 15, 15, 15]))
+    assert chosen["step"] == 10 and not rising
+    # rises, then plateaus within noise: best 25/50 (SE = sqrt(.5 * .5 / 50) = 0.0707), so >= 0.4293:
+    # 22/50 = 0.44 qualifies, 21/50 = 0.42 does not
+    chosen, rising = budget.choose_budget(pts([5, 21, 22, 25, 24]))
+    assert chosen["step"] == 30 and not rising
+    # peaks then falls (over-training): the peak region, not the end
+    chosen, rising = budget.choose_budget(pts([5, 30, 20, 10]))
+    assert chosen["step"] == 20 and not rising
+    # unordered input is read in step order
+    chosen, _ = budget.choose_budget(list(reversed(pts([5, 30, 20, 10]))))
+    assert chosen["step"] == 20
+    # all zero: nothing to gain from more steps than the first
+    assert budget.choose_budget(pts([0, 0, 0]))[0]["step"] == 10
+    with pytest.raises(common.UserError):
+        budget.choose_budget([])
+
+
+def test_sweep_saves_checkpoints_and_writes_the_budget(tmp_path):
+    data = tmp_path / "expert.jsonl"
+    common.write_jsonl(data, [{"messages": [{"role": "user", "content": f"state {i}"},
+                                            {"role": "assistant", "content": f"Action: take {i % 3}"}]}
+                              for i in range(12)])
+    ck = tmp_path / "ckpt" / "sweep"
+    train.main(["--data", str(data), "--model", "tiny-random", "--dtype", "fp32", "--batch", "4", "--steps", "7",
+                "--save-every", "3", "--out", str(ck)])
+    saved = sorted(d.name for d in (tmp_path / "ckpt" / "sweep-steps").iterdir())
+    assert saved == ["step-00003", "step-00006"]  # the final step 7 is the checkpoint itself
+    assert [json.loads(x)["step"] for x in (tmp_path / "ckpt" / "sweep-steps" / "step-00003" / "loss.jsonl").open()] == [1, 2, 3]
+    assert [s for s, _ in budget.checkpoints(ck)] == [3, 6, 7]
+    r = run_script("budget.py", "--ckpt", ck, "--env", "twx-cooking", "--episodes", "2", "--batch", "2",
+                   "--max-steps", "2", "--dtype", "fp32", "--threads", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    b = json.loads((tmp_path / "ckpt" / "budget.json").read_text())
+    assert [c["step"] for c in b["curve"]] == [3, 6, 7] and all(c["n"] == 2 for c in b["curve"])
+    assert b["steps"] == budget.choose_budget(b["curve"])[0]["step"]
+    assert b["steps_per_epoch"] == 3 and b["epochs"] == round(b["steps"] / 3, 4)
+    assert (tmp_path / "ckpt" / "budget.png").exists()
+    dev = common.read_jsonl(tmp_path / "ckpt" / "sweep-dev" / "step-00003" / "dev.jsonl")
+    assert [e["task_id"] for e in dev] == ["twx-cooking/dev/700", "twx-cooking/dev/701"]  # dev, never test
+    r = run_script("budget.py", "--ckpt", tmp_path / "nothing")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "loss.jsonl" in r.stderr
