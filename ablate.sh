@@ -49,10 +49,9 @@ if [[ ! -f $D/collect_stats.json ]]; then
     --max-new-tokens "$ACTION_TOKENS" --threads "$THREADS" --out "$D"
 fi
 
-# run.sh on one setting's folder; SMOKE runs read RUN_SMOKE, not RUN
-# (ARMS_SMOKE, SEEDS_SMOKE, RL_SMOKE, MAPPED_SMOKE: what SMOKE=1 would otherwise set in run.sh)
-pipeline() { local run=$1 arms=$2; shift 2; env RUN="$run" RUN_SMOKE="$run" ENV="$ENV" MODEL="$MODEL" SEEDS="$SEEDS" THREADS="$THREADS" \
-  SEEDS_SMOKE="$SEEDS" ARMS="$arms" ARMS_SMOKE="$arms" RL=0 RL_SMOKE=0 MAPPED_SMOKE=0 "$@" bash run.sh; }
+# run.sh on one setting's folder (what is given here wins over run.sh's SMOKE defaults)
+pipeline() { local run=$1 arms=$2; shift 2; env RUN="$run" ENV="$ENV" MODEL="$MODEL" SEEDS="$SEEDS" THREADS="$THREADS" \
+  ARMS="$arms" RL=0 MAPPED=0 "$@" bash run.sh; }
 # a file or folder of the first setting linked into another (work that does not depend on the setting)
 share() { local from=$1 to=$2; [[ -e $to || ! -e $from ]] && return 0; mkdir -p "$(dirname "$to")"
   ln -s "$(realpath --relative-to="$(dirname "$to")" "$from")" "$to"; }

@@ -1,35 +1,50 @@
-"""SMOKE=1 bash run.sh: every stage's files, the table with every method on both splits, and a
-second run that skips the finished stages."""
+"""SMOKE=1 STUDY=1 bash run.sh: the study's protocol end to end (the budget swept on dev, every arm
+trained with it, the tables against IL and IL-matched), and a second run that skips the finished stages."""
+import json
 import os
 import subprocess
 
 import common
 from conftest import ROOT
 
-ARMS = ["il", "il-matched", "iwm", "iwm-matched", "sr"]
+ARMS = ["il", "il-matched", "iwm", "iwm-matched", "iwm-mix", "sr"]
 # SMOKE also evaluates every arm with mapped answers (MAPPED=1) and runs the RL stage
 METHODS = ["prompt", "prompt-mapped", *ARMS, *(f"{a}-mapped" for a in ARMS), "rl-il", "rl-iwm", "rl-sr"]
 
 
 def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     run = tmp_path / "smoke"
-    env = {**os.environ, "SMOKE": "1", "RUN_SMOKE": str(run)}
+    env = {**os.environ, "SMOKE": "1", "STUDY": "1", "RUN": str(run)}
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for name in ("expert.jsonl", "rollouts.jsonl", "iwm.jsonl", "reflections.jsonl", "reflect.jsonl",
                  "collect_args.json", "collect_stats.json", "results.md", "results.jsonl"):
         assert (run / name).exists(), name
-    for arm in ("il", "iwm-stage1", "iwm", "iwm-matched", "il-matched", "sr"):
+    for arm in ("il", "iwm-stage1", "iwm", "iwm-matched", "il-matched", "iwm-mix", "sr"):
         assert (run / "ckpt" / f"{arm}-s0" / "adapter_model.safetensors").exists(), arm
     rows = common.read_jsonl(run / "results.jsonl")
     assert sorted((x["method"], x["split"]) for x in rows) == sorted((m, s) for m in METHODS for s in ("test", "ood"))
     mapped = common.read_jsonl(run / "eval" / "il-mapped" / "s0" / "summary.jsonl")
     assert {r["mode"] for r in mapped} == {"mapped"}
     assert all(x["episodes"] == 3 for x in rows)
-    # budgets: iwm-matched's stage 2 + stage 1 = il's steps; il-matched = stage 1 + il
+    vs = common.read_jsonl(run / "results-vs-il-matched.jsonl")  # the paired tests against IL-matched too
+    assert {x["method"] for x in vs} == {x["method"] for x in rows}
+    # the budget: chosen on dev from the sweep's checkpoints (every 2 steps), read by every arm
+    budget = json.loads((run / "budget.json").read_text())
+    sweep = sum(1 for _ in open(run / "ckpt" / "sweep" / "loss.jsonl"))
+    assert [c["step"] for c in budget["curve"]] == list(range(2, sweep, 2)) + [sweep]
+    assert all(c["n"] == 2 for c in budget["curve"])  # DEV_EPISODES, on the dev split
+    assert common.read_jsonl(run / "ckpt" / "sweep-dev" / "step-00002" / "dev.jsonl")[0]["task_id"].split("/")[1] == "dev"
+    # budgets: il = the chosen steps; iwm's stage 2 = il; iwm-matched's stage 2 + stage 1 = il;
+    # il-matched and iwm-mix = stage 1 + il
     steps = {a: sum(1 for _ in open(run / "ckpt" / f"{a}-s0" / "loss.jsonl"))
-             for a in ("il", "iwm-stage1", "iwm", "iwm-matched", "il-matched")}
-    assert steps["iwm"] == steps["il"] and steps["il-matched"] == steps["il"] + steps["iwm-stage1"]
+             for a in ("il", "iwm-stage1", "iwm", "iwm-matched", "il-matched", "iwm-mix")}
+    assert steps["il"] == budget["steps"]
+    assert steps["iwm"] == steps["il"] and steps["il-matched"] == steps["il"] + steps["iwm-stage1"] == steps["iwm-mix"]
+    mix = json.loads((run / "ckpt" / "iwm-mix-s0" / "args.json").read_text())["data"]
+    assert [os.path.basename(d) for d in mix] == ["iwm.jsonl", "expert.jsonl"]
+    # the world-model data holds the policy's own moves as written (K_PROP=1 in SMOKE)
+    assert any(e["meta"]["source"] == "proposal" for e in common.read_jsonl(run / "iwm.jsonl"))
     if steps["iwm-stage1"] < steps["il"]:
         assert steps["iwm-matched"] == steps["il"] - steps["iwm-stage1"]
     else:  # the world-model epoch does not fit in the budget: half each, still the budget in total
@@ -44,3 +59,11 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     last = log.split("\n# ")[-1].split("\n")[1:]
     assert [t.split("\t")[0] for t in last if t] == ["total"]  # nothing re-ran
     assert (run / "expert.jsonl").stat().st_mtime == before
+    # a folder of results without its checkpoints (committed, then cloned) resumes without retraining
+    import shutil
+
+    shutil.rmtree(run / "ckpt")
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**env, "RL": "0"}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    last = (run / "stage_times.tsv").read_text().split("\n# ")[-1].split("\n")[1:]
+    assert [t.split("\t")[0] for t in last if t] == ["total"] and not (run / "ckpt").exists()
