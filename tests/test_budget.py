@@ -60,3 +60,12 @@ def test_sweep_saves_checkpoints_and_writes_the_budget(tmp_path):
     assert [e["task_id"] for e in dev] == ["twx-cooking/dev/700", "twx-cooking/dev/701"]  # dev, never test
     r = run_script("budget.py", "--ckpt", tmp_path / "nothing")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "loss.jsonl" in r.stderr
+
+
+def test_a_given_budget_is_written_the_same_way(tmp_path):
+    # run.sh's default (BUDGET=epochs): the file every arm reads, with train.py's own step count
+    data = tmp_path / "expert.jsonl"
+    common.write_jsonl(data, [{"messages": []}] * 19)
+    b = budget.main(["--fixed-epochs", "2", "--data", str(data), "--batch-size", "8"])
+    assert (b["steps"], b["steps_per_epoch"], b["epochs"]) == (6, 3, 2.0)  # ceil(19 / 8) = 3 per epoch
+    assert json.loads((tmp_path / "budget.json").read_text()) == b and b["rule"].startswith("fixed")
