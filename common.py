@@ -409,7 +409,10 @@ def load_model(name: str, *, dtype: str | None = "auto", device: str | None = No
     if path.is_dir() and adapter.exists():
         from peft import PeftModel
 
-        base_name = json.loads(adapter.read_text())["base_model_name_or_path"]
+        import modelcard
+
+        # our alias of the base when train.py wrote it (survives a move to another machine), else peft's own
+        base_name = modelcard.base_alias(path) or json.loads(adapter.read_text())["base_model_name_or_path"]
         model, _ = load_model(base_name, dtype=dtype, device=device, merge=merge)
         tok = _load_tokenizer(path)
         if isinstance(model, PeftModel):  # the base was an adapter checkpoint, kept unmerged: stack

@@ -351,6 +351,10 @@ def main(argv=None):
     old = common.read_jsonl(spath) if spath.exists() else []
     keys = {(r["model"], r["split"], r["mode"]) for r in rows}
     common.write_jsonl(spath, [r for r in old if (r["model"], r["split"], r["mode"]) not in keys] + rows)
+    if Path(args.model).is_dir():  # a checkpoint of ours: its model card gains these numbers
+        import modelcard
+
+        modelcard.add_evaluation(Path(args.model), rows)
     print_summary(rows, shown)
     return rows
 

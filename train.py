@@ -205,7 +205,10 @@ def build_model(args, device=None):
     if args.init:
         model, tok = common.load_model(args.init, dtype=dtype, trainable=True, device=device)
         cfg = Path(args.init) / "adapter_config.json"
-        base_name = json.loads(cfg.read_text())["base_model_name_or_path"] if cfg.exists() else args.init
+        import modelcard
+
+        base_name = (modelcard.base_alias(Path(args.init)) or json.loads(cfg.read_text())["base_model_name_or_path"]
+                     if cfg.exists() else args.init)
     else:
         model, tok = common.load_model(args.model, dtype=dtype, device=device)
         base_name = args.model
@@ -244,10 +247,15 @@ def setup_distributed():
 def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path, adapter: str | None = None) -> None:
     """Write to a temporary folder, then rename: never a half-written checkpoint. adapter: the one
     LoRA adapter to save when the model holds several (rl.py's "rl" over a frozen start adapter)."""
+    import modelcard
+
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    # the base as plain peft can resolve it (a hub id or a local folder; the embedded model's converted
+    # folder in the cache), and our alias beside it (modelcard.py) for a machine whose cache lies elsewhere
+    base_ref = str(common.resolve_model_path(base_name))
     if hasattr(model, "peft_config"):
         adapter = adapter or "default"
-        model.peft_config[adapter].base_model_name_or_path = base_name  # the alias, not a cache path
+        model.peft_config[adapter].base_model_name_or_path = base_ref
         # no hub look-up for the base's config; peft puts an adapter not named "default" in a subfolder
         model.save_pretrained(tmp, save_embedding_layers=False, selected_adapters=[adapter])
         if adapter != "default":
@@ -259,6 +267,9 @@ def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path
     tok.save_pretrained(tmp)
     (tmp / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
     (tmp / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    (tmp / modelcard.ALIAS_FILE).write_text(json.dumps({"alias": base_name}) + "\n")
+    if hasattr(args, "data"):  # train.py's arguments (rl.py writes its own record: args.json, curve)
+        modelcard.write_card(tmp, args, log, base_ref)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

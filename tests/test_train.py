@@ -84,3 +84,37 @@ def test_learning_imitation_beats_the_untrained_model(expert, tmp_path):
     after = evaluate.main(common_args + ["--model", str(ckpt), "--out", str(tmp_path / "after")])[0]
     assert before["success"] == 0.0
     assert after["success"] >= 0.3 and after["invalid_rate"] < before["invalid_rate"]
+
+
+def test_checkpoint_loads_with_plain_peft_and_carries_a_model_card(tmp_path):
+    # AutoPeftModelForCausalLM.from_pretrained(ckpt) resolves the base on its own; our loader gives the
+    # same logits; the card says what was trained and gains the evaluation; moved to a machine whose
+    # cache lies elsewhere, the checkpoint still loads through our alias of the base
+    from peft import AutoPeftModelForCausalLM
+
+    data = tmp_path / "expert.jsonl"
+    common.write_jsonl(data, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 2}")}
+                              for i in range(6)])
+    ck = tmp_path / "il"
+    train.main(["--data", str(data), "--model", "tiny-random", "--dtype", "fp32", "--batch", "3", "--steps", "3",
+                "--lr", "1e-2", "--out", str(ck)])
+    cfg = json.loads((ck / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == str(common.resolve_model_path("tiny-random"))
+    assert json.loads((ck / "base_model.json").read_text()) == {"alias": "tiny-random"}
+    plain = AutoPeftModelForCausalLM.from_pretrained(str(ck))
+    ours, tok = common.load_model(str(ck), dtype="fp32", device="cpu")
+    ids = torch.tensor([tok("<|im_start|>user\nObservation: room 1<|im_end|>")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(plain(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-5)
+    card = (ck / "README.md").read_text()
+    assert "More Information Needed" not in card and "IL (imitation)" in card
+    assert "expert.jsonl (6 examples)" in card and "| optimizer steps | 3 (batch 3" in card
+    evaluate.main(["--model", str(ck), "--env", "twx-cooking", "--split", "test", "--episodes", "2", "--batch", "2",
+                   "--max-steps", "2", "--dtype", "fp32", "--out", str(tmp_path / "ev")])
+    row = common.read_jsonl(tmp_path / "ev" / "summary.jsonl")[0]
+    assert f"| test | raw | 2 | {100 * row['success']:.1f}% |" in (ck / "README.md").read_text()
+    cfg["base_model_name_or_path"] = "/elsewhere/tiny-random"  # another machine's cache
+    (ck / "adapter_config.json").write_text(json.dumps(cfg))
+    again, _ = common.load_model(str(ck), dtype="fp32", device="cpu")
+    with torch.no_grad():
+        assert torch.allclose(again(input_ids=ids).logits, ours(input_ids=ids).logits)
