@@ -91,6 +91,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
+    p.add_argument("--track", default="none", choices=["none", "tensorboard", "wandb"], help="none, tensorboard (event files in OUT/tb/) or wandb (offline): tracking.py")
     p.add_argument("--plot", nargs="+", default=None, metavar="RUN", help="plot the curves of these rl.py outputs to --out (PNG)")
     p.add_argument("--out", required=True, help="output folder (or PNG file with --plot)")
     return p.parse_args(argv)
@@ -354,6 +355,9 @@ def main(argv=None):
     curve.unlink(missing_ok=True)
     if args.eval_every:
         common.append_jsonl(curve, {"update": 0, "test_success": evaluate_greedy(model, tok, args, pool)})
+    import tracking
+
+    tracker = tracking.Tracker(args.track, out / "tb", vars(args), out.name)
     t0 = time.time()
     for u in tqdm(range(1, args.updates + 1), desc="GRPO updates"):
         tasks = rng.sample(train_tasks, min(args.tasks_per_update, len(train_tasks)))
@@ -376,7 +380,9 @@ def main(argv=None):
         if args.eval_every and (u % args.eval_every == 0 or u == args.updates):
             stats["test_success"] = evaluate_greedy(model, tok, args, pool)
         common.append_jsonl(curve, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.items()})
+        tracker.log(stats, u)
         tqdm.write(json.dumps({k: stats[k] for k in ("update", "reward", "success", "zero_std", "kl") if k in stats}))
+    tracker.close()
     for env in pool:
         env.close()
     import train  # the same atomic checkpoint writer as supervised training

@@ -71,6 +71,7 @@ def parse_args(argv=None):
                    help="attention kernel: auto = plain matmul (eager) on CPU, the fused default (sdpa) on GPU")
     p.add_argument("--save-every", type=int, default=0,
                    help="also save the checkpoint every N steps to OUT-steps/step-NNNNN (budget.py evaluates them on dev)")
+    p.add_argument("--track", default="none", choices=["none", "tensorboard", "wandb"], help="none, tensorboard (event files in OUT-tb/) or wandb (offline): tracking.py")
     p.add_argument("--show-mask", type=int, default=0, help="print N examples with trained tokens coloured, then exit")
     return p.parse_args(argv)
 
@@ -313,6 +314,9 @@ def main(argv=None):
         # batch's target count and multiplies by `world`, so the average is the single-process gradient.
         loss_fn = torch.nn.parallel.DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
+    import tracking
+
+    tracker = tracking.Tracker(args.track if rank == 0 else "none", out.parent / f"{out.name}-tb", vars(args), out.name)
     log, batches, t0, tokens_seen = [], [], time.time(), 0
     bar = tqdm(range(total), desc=f"train {out.name}", disable=rank != 0)
     for step in bar:
@@ -347,11 +351,13 @@ def main(argv=None):
         if device.type == "cuda":  # the most GPU memory held so far: what --batch / --micro-batch cost
             row["peak_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         log.append(row)
+        tracker.log(row, step + 1)
         bar.set_postfix(loss=f"{loss_total:.3f}", tok_s=f"{rate:.0f}")
         if rank == 0 and args.save_every and (step + 1) % args.save_every == 0 and step + 1 < total:
             steps_dir = out.parent / f"{out.name}-steps"  # the imitation learning curve, for budget.py
             steps_dir.mkdir(exist_ok=True)
             save_checkpoint(model, tok, args, base_name, log, steps_dir / f"step-{step + 1:05d}")
+    tracker.close()
     if rank == 0:
         save_checkpoint(model, tok, args, base_name, log, out)
         print(f"saved {out} ({total} steps, {len(examples)} examples, final loss {log[-1]['loss']:.3f}, "

@@ -1,4 +1,5 @@
 """rl.py: group advantages, the action-token mask, the loss, and a learning test."""
+import importlib.util
 import json
 
 import pytest
@@ -73,9 +74,15 @@ def test_rl_runs_with_kl_and_saves_a_loadable_adapter(tmp_path):
     out = tmp_path / "rl"
     rl.main(["--init", str(warm), "--env", env, "--lr", "1e-2", "--kl", "0.1", "--updates", "2",
              "--tasks-per-update", "2", "--group", "4", "--train-tasks", "8", "--batch", "8", "--max-steps", "3",
-             "--eval-every", "2", "--eval-episodes", "3", "--out", str(out)])
+             "--eval-every", "2", "--eval-episodes", "3", "--track", "tensorboard", "--out", str(out)])
     curve = common.read_jsonl(out / "curve.jsonl")
     assert [c["update"] for c in curve] == [0, 1, 2] and "test_success" in curve[0] and "test_success" in curve[2]
+    if importlib.util.find_spec("tensorboard"):  # --track tensorboard: each update's numbers as scalars
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(out / "tb"))
+        acc.Reload()
+        assert [(e.step, round(e.value, 4)) for e in acc.Scalars("reward")] == [(c["update"], c["reward"]) for c in curve[1:]]
     assert all(c["kl"] >= 0 and 0 <= c["zero_std"] <= 1 and 0 <= c["success"] <= 1 for c in curve[1:])
     for c in curve[1:]:  # tokens/s is this update's (rollouts + gradient step), not a running average
         assert c["rollout_s"] >= 0 and c["update_s"] >= 0 and c["seconds"] >= c["rollout_s"] + c["update_s"] - 0.2
