@@ -459,8 +459,40 @@ def _load_tokenizer(path):
 
 # ---------------------------------------------------------------------------------------------
 # Chat rendering and loss masks (built from token ids, append-only)
-def render(tok, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+def render(tok, messages: list[dict], add_generation_prompt: bool = False, tools: list | None = None) -> str:
+    """The chat as the model's template writes it (tools: function schemas, for templates that take them)."""
+    try:
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                       **({"tools": tools} if tools else {}))
+    except Exception as e:  # a template that cannot render these messages (jinja errors, None contents, ...)
+        raise UserError(f"the chat template cannot render this chat: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def check_renders(tok, messages: list[dict], tools: list | None) -> None:
+    """Refuse, with one line, a chat whose content the template would silently drop: function schemas
+    (`tools`) a template ignores, or assistant `tool_calls` it does not write (the turn would be
+    trained as an empty answer). The authors' released data has both (their "fc" files)."""
+    if tools:
+        names = [t.get("function", t).get("name") for t in tools if isinstance(t, dict)]
+        text = render(tok, messages, tools=tools)
+        missing = [n for n in names if n and n not in text]
+        if missing:
+            raise UserError(f"the chat template ignores `tools` (no {missing[0]!r} in the rendered prompt): "
+                            "use a model whose template renders tools, or put the schemas in the system message")
+    for i, m in enumerate(messages):
+        if m.get("role") != "assistant":
+            continue
+        calls = m.get("tool_calls") or []
+        if not calls and not (m.get("content") or "").strip():
+            raise UserError(f"message {i}: an assistant turn with neither content nor tool_calls (nothing to train)")
+        if calls:
+            turn = render(tok, messages[: i + 1], tools=tools)[len(render(tok, messages[:i], tools=tools,
+                                                                          add_generation_prompt=True)):]
+            for c in calls:
+                name = (c.get("function") or {}).get("name") or c.get("name")
+                if not name or name not in turn:
+                    raise UserError(f"message {i}: the chat template does not write this turn's tool_calls "
+                                    f"({name!r} missing): it would be trained as an empty answer")
 
 
 def _ids(tok, text: str) -> list[int]:
@@ -477,25 +509,31 @@ def stop_token_ids(tok) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def encode_chat(tok, messages: list[dict], max_len: int | None = None) -> tuple[list[int], list[int]]:
+def encode_chat(tok, messages: list[dict], max_len: int | None = None,
+                tools: list | None = None) -> tuple[list[int], list[int]]:
     """Token ids and labels for a chat example: loss on every assistant turn's content and its
     end-of-turn token, IGNORE (-100) everywhere else.
 
     Append-only: the ids of messages[:i+1] must extend those of messages[:i] (checked), so each
     turn's tokens are exactly the tokens the model sees at inference, and the boundary between the
     generation prompt ("<|im_start|>assistant\\n") and the target is found from ids, not by
-    searching strings."""
+    searching strings. tools: the row's function schemas, rendered by the template (check_renders refuses a
+    template that would drop them or the assistant's tool_calls)."""
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise UserError(f"message {i}: expected an object with a 'role'")
+    check_renders(tok, messages, tools)
     stops = set(stop_token_ids(tok))
     ids: list[int] = []
     labels: list[int] = []
     for i, m in enumerate(messages):
         if m["role"] == "assistant":
-            head = _ids(tok, render(tok, messages[:i], add_generation_prompt=True))
+            head = _ids(tok, render(tok, messages[:i], add_generation_prompt=True, tools=tools))
             if head[: len(ids)] != ids:
                 raise UserError("chat template is not append-only before an assistant turn; cannot build masks")
             labels += [IGNORE] * (len(head) - len(ids))
             ids = head
-        full = _ids(tok, render(tok, messages[: i + 1]))
+        full = _ids(tok, render(tok, messages[: i + 1], tools=tools))
         if full[: len(ids)] != ids:
             raise UserError(f"chat template is not append-only at message {i} ({m['role']}); cannot build masks")
         new = full[len(ids):]

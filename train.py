@@ -53,7 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--data", nargs="+", required=True, help="chat JSONL files, concatenated and shuffled")
     p.add_argument("--model", default=common.EMBEDDED, help="base model (ignored with --init)")
     p.add_argument("--init", default=None, help="continue from this checkpoint with a fresh optimizer")
-    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--out", default=None, help="checkpoint folder to write (required unless --export)")
     p.add_argument("--epochs", type=float, default=2, help="passes over the data (ignored if --steps > 0)")
     p.add_argument("--steps", type=int, default=0, help="optimizer steps (overrides --epochs)")
     p.add_argument("--batch", type=int, default=8, help="examples per optimizer step")
@@ -72,8 +72,13 @@ def parse_args(argv=None):
     p.add_argument("--save-every", type=int, default=0,
                    help="also save the checkpoint every N steps to OUT-steps/step-NNNNN (budget.py evaluates them on dev)")
     p.add_argument("--track", default="none", choices=["none", "tensorboard", "wandb"], help="none, tensorboard (event files in OUT-tb/) or wandb (offline): tracking.py")
+    p.add_argument("--export", default=None, metavar="FILE",
+                   help="instead of training: write the --data examples as one prompt/completion JSONL for TRL, then exit")
     p.add_argument("--show-mask", type=int, default=0, help="print N examples with trained tokens coloured, then exit")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.out and not args.export and not args.show_mask:
+        p.error("--out is required")
+    return args
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,14 +90,44 @@ def load_examples(tok, paths: list[str], max_len: int) -> list[dict]:
         for n, row in enumerate(common.read_jsonl(path), 1):
             if not isinstance(row.get("messages"), list):
                 raise common.UserError(f"{path}:{n}: no 'messages' list")
+            tools = row.get("tools")
+            if isinstance(tools, str):  # the authors' files and datasets often hold the schemas as a JSON string
+                try:
+                    tools = json.loads(tools)
+                except json.JSONDecodeError:
+                    raise common.UserError(f"{path}:{n}: 'tools' is a string but not JSON") from None
+            if tools is not None and not isinstance(tools, list):
+                raise common.UserError(f"{path}:{n}: 'tools' must be a list of function schemas")
             try:
-                ids, labels = common.encode_chat(tok, row["messages"], max_len)
+                ids, labels = common.encode_chat(tok, row["messages"], max_len, tools=tools)
             except common.UserError as e:
                 raise common.UserError(f"{path}:{n}: {e}") from None
             examples.append({"ids": ids, "labels": labels, "source": Path(path).name})
     if not examples:
         raise common.UserError(f"no training examples in {', '.join(paths)}")
     return examples
+
+
+def export_rows(paths: list[str]) -> list[dict]:
+    """The training rows of several files in one shape, so that one `datasets.load_dataset("json", ...)`
+    reads them together (expert.jsonl, iwm.jsonl and reflect.jsonl keep different extra columns):
+    {"id", "source", "prompt": the messages before the last one, "completion": [the last, assistant,
+    message]} and "tools" where a row has them. TRL's SFTTrainer trains on exactly the completion, as
+    train.py does (tests/test_interop.py compares the masks)."""
+    rows = []
+    for path in paths:
+        for n, row in enumerate(common.read_jsonl(path), 1):
+            msgs = row.get("messages")
+            if not isinstance(msgs, list) or not msgs or not isinstance(msgs[-1], dict) or msgs[-1].get("role") != "assistant":
+                raise common.UserError(f"{path}:{n}: the last message must be the assistant's answer to export it")
+            if any(isinstance(m, dict) and m.get("role") == "assistant" for m in msgs[:-1]):
+                raise common.UserError(f"{path}:{n}: several assistant turns; a prompt/completion row trains only the last")
+            out = {"id": str(row.get("id", f"{Path(path).stem}:{n}")), "source": Path(path).name,
+                   "prompt": msgs[:-1], "completion": msgs[-1:]}
+            if row.get("tools") is not None:
+                out["tools"] = row["tools"] if isinstance(row["tools"], str) else json.dumps(row["tools"])
+            rows.append(out)
+    return rows
 
 
 def length_grouped_batches(examples: list[dict], batch: int, rng: random.Random) -> list[list[int]]:
@@ -282,13 +317,18 @@ def main(argv=None):
     from tqdm import tqdm
 
     args = parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out or args.export or ".")
     out.parent.mkdir(parents=True, exist_ok=True)
     rank, world, device = setup_distributed()
     common.set_threads(args.threads or max(1, (os.cpu_count() or 1) // world))  # share the cores
     common.set_seed(args.seed)
     model, tok, base_name = build_model(args, device)
-    examples = load_examples(tok, args.data, args.max_len)
+    examples = load_examples(tok, args.data, args.max_len)  # every row checked, whatever follows
+    if args.export:
+        rows = export_rows(args.data)
+        common.write_jsonl(args.export, rows)
+        print(f"wrote {len(rows)} prompt/completion rows to {args.export}")
+        return
     if args.show_mask:
         show_mask(tok, examples, args.show_mask)
         return
