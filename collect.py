@@ -135,7 +135,7 @@ def collect_chunk(env, chunk: list[dict], index: int, args, model, tok, env_name
     proposals = [[] for _ in states]
     samples = max(args.k_sr, args.k_proposals)  # one set of samples serves both uses
     if samples > 0 and states:
-        common.set_seed(args.seed * 1_000_003 + index)
+        common.seed_unit(args.seed, index)
         chats = [prompts.policy_messages(s["state"]) for _, s in states]
         proposals = common.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
                                     temperature=args.temperature, num_samples=samples, batch_size=8)

@@ -49,6 +49,13 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def seed_unit(seed: int, index: int) -> None:
+    """Seed one unit of work (a chunk of tasks, a batch of reflections, an RL update) by the run's seed
+    and the unit's index, so a resumed or sharded run draws exactly what one uninterrupted run draws.
+    1,000,003 is a prime larger than any index: seeds of different runs and units never collide."""
+    set_seed(seed * 1_000_003 + index)
+
+
 def set_threads(n: int = 0) -> None:
     """Torch threads; 0 = one per core. A JVM env in the same process is idle while we compute."""
     import torch
@@ -345,19 +352,12 @@ def tiny_model_dir(hidden: int = 64, layers: int = 2) -> Path:
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                          pad_token_id=tok.pad_token_id)
     model = LlamaForCausalLM(config)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-"))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=CACHE, prefix=".tiny-"))  # same file system as out: a rename
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process built it first, or a different file system
-        import shutil
-
-        if not (out / "config.json").exists():
-            shutil.copytree(tmp, out, dirs_exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return _publish_dir(tmp, out)
 
 
 TINY_CORPUS = (

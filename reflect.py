@@ -136,7 +136,7 @@ def main(argv=None):
         model.eval()
         for b in tqdm(todo, desc="reflections (batches)"):
             part = batches[b]
-            common.set_seed(args.seed * 1_000_003 + b)
+            common.seed_unit(args.seed, b)
             chats = [reflection_prompt(r, args.k, args.conclude == "model") for r in part]
             texts = common.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
                                     temperature=args.temperature, batch_size=args.batch)

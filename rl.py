@@ -362,7 +362,7 @@ def main(argv=None):
     for u in tqdm(range(1, args.updates + 1), desc="GRPO updates"):
         tasks = rng.sample(train_tasks, min(args.tasks_per_update, len(train_tasks)))
         batch = [{**t, "task_id": f"{t['task_id']}#{j}"} for t in tasks for j in range(args.group)]
-        common.set_seed(args.seed * 1_000_003 + u)
+        common.seed_unit(args.seed, u)
         t_roll = time.time()
         model.eval()
         episodes = list(common.run_episodes(model, tok, args.env, batch, batch=args.batch,

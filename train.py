@@ -262,8 +262,6 @@ def build_model(args, device=None):
 def setup_distributed():
     """(rank, world size, device). torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; a plain
     `python train.py` is rank 0 of 1 and never touches torch.distributed."""
-    import os
-
     import torch
     import torch.distributed as dist
 

@@ -49,7 +49,6 @@ import re
 
 from envs.base import EnvError, TextEnv
 
-CATEGORIES = ("base", "long_context", "miss_func", "miss_param")
 OOD = ("long_context", "miss_func", "miss_param")
 N_TRAIN, N_DEV = 100, 25  # of the 200 base tasks: train, dev; the other 75 are `test` (the paper's split)
 SPLIT_SEED = 0
