@@ -98,6 +98,7 @@ stage "1/7 collect"
 #    BUDGET=epochs: EPOCHS epochs over expert.jsonl, as given. BUDGET=sweep: one imitation run of
 #    SWEEP_EPOCHS epochs (seed 0) saved at 6 points, each read on DEV_EPISODES dev episodes; budget.py
 #    picks where dev success stops rising (its docstring states the rule). test and ood are not read.
+#    -> budget.json, budget.png, dev/step-*/ (each point's dev episodes).
 stage "2/7 budget"
 C=$RUN/ckpt
 if [[ ! -f $RUN/budget.json ]]; then
@@ -108,7 +109,8 @@ if [[ ! -f $RUN/budget.json ]]; then
     [[ -f $C/sweep/loss.jsonl ]] || timed "train sweep" python train.py --model "$MODEL" --data "$RUN/expert.jsonl" \
       --steps "$total" --save-every "$every" --batch "$BATCH" --lr "$LR" --seed 0 --threads "$THREADS" $TRAIN_FLAGS --out "$C/sweep"
     timed "budget sweep" python budget.py --ckpt "$C/sweep" --env "$ENV" --episodes "$DEV_EPISODES" --batch "$DEV_EPISODES" \
-      --max-steps "$MAX_STEPS" --max-new-tokens "$ACTION_TOKENS" --threads "$THREADS" --out "$RUN/budget.json"
+      --max-steps "$MAX_STEPS" --max-new-tokens "$ACTION_TOKENS" --threads "$THREADS" --eval-dir "$RUN/dev" \
+      --out "$RUN/budget.json"
   else
     python budget.py --fixed-epochs "$EPOCHS" --data "$RUN/expert.jsonl" --batch-size "$BATCH" --out "$RUN/budget.json"
   fi

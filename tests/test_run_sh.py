@@ -34,7 +34,7 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     sweep = sum(1 for _ in open(run / "ckpt" / "sweep" / "loss.jsonl"))
     assert [c["step"] for c in budget["curve"]] == list(range(2, sweep, 2)) + [sweep]
     assert all(c["n"] == 2 for c in budget["curve"])  # DEV_EPISODES, on the dev split
-    assert common.read_jsonl(run / "ckpt" / "sweep-dev" / "step-00002" / "dev.jsonl")[0]["task_id"].split("/")[1] == "dev"
+    assert common.read_jsonl(run / "dev" / "step-00002" / "dev.jsonl")[0]["task_id"].split("/")[1] == "dev"
     # budgets: il = the chosen steps; iwm's stage 2 = il; iwm-matched's stage 2 + stage 1 = il;
     # il-matched and iwm-mix = stage 1 + il
     steps = {a: sum(1 for _ in open(run / "ckpt" / f"{a}-s0" / "loss.jsonl"))
