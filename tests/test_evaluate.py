@@ -54,7 +54,7 @@ def test_refuses_to_resume_another_models_folder(tmp_path):
 
 def test_bad_input_is_one_line_and_nonzero(tmp_path):
     for args, text in [(["--env", "nope", "--out", tmp_path], "unknown env"),
-                       (["--split", "dev", "--out", tmp_path, "--model", "tiny-random"], "unknown split")]:
+                       (["--split", "validation", "--out", tmp_path, "--model", "tiny-random"], "unknown split")]:
         r = run_script("evaluate.py", *args)
         assert r.returncode == 2 and text in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
