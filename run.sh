@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole early-experience pipeline, stage by stage (paper: arXiv 2510.08558).
 #
-#   SMOKE=1 bash run.sh              # every stage on a tiny random model and a handful of tasks (~3 min)
+#   SMOKE=1 bash run.sh              # every stage on a tiny random model and a handful of tasks (minutes)
 #   bash run.sh                      # embedded SmolLM2-135M on twx-cooking, 2 CPU cores (README, "The default run")
 #   STUDY=1 bash run.sh              # the study: budget chosen on dev, every arm, 3 seeds (README, Results; hours)
 #   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
