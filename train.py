@@ -2,7 +2,7 @@
 
 One loss for all three methods: next-token cross-entropy on the assistant tokens only,
   L = -sum_t log p(y_t | x, y_<t)  over the target tokens y (prompt tokens get label -100).
-What changes is the data (DESIGN.md, "Data flow"):
+What changes is the data (README, "What the data looks like"):
   IL   (paper 3, the baseline)  --data expert.jsonl                         L_IL  = -log pi(a_i | s_i)
   IWM  (paper 4.2, Eq. 3)       stage 1: --data iwm.jsonl --epochs 1         L_IWM = -log p(s_i^j | s_i, a_i^j)
                                 stage 2: --init <stage 1> --data expert.jsonl (the same weights, a fresh optimizer)

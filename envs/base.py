@@ -1,4 +1,4 @@
-"""The environment protocol every script talks to (DESIGN.md, "Environments").
+"""The environment protocol every script talks to (README, "The environments and their splits").
 
 An environment is a text game with three extra abilities the method needs:
   * an expert: `expert_actions(task)` returns a gold action sequence that solves the task;
