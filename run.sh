@@ -204,7 +204,8 @@ if [[ $RL == 1 ]]; then
     for arm in $RL_ARMS; do
       R=$RUN/rl/$arm-s$seed
       tokens=$(tokens_of "$arm")
-      train_arm "$arm" "$seed"  # nothing to do unless the checkpoint is gone (an evaluated, resumed folder)
+      [[ -f $RUN/eval/rl-$arm/s$seed/summary.jsonl ]] && continue  # done (its checkpoints may be gone)
+      train_arm "$arm" "$seed"  # nothing to do unless the start checkpoint is gone (an evaluated, resumed folder)
       [[ -f $R/ckpt/adapter_config.json ]] || timed "rl $arm-s$seed" python rl.py --init "$C/$arm-s$seed" \
         --env "$ENV" --updates "$RL_UPDATES" --group "$RL_GROUP" --tasks-per-update "$RL_TASKS" --reward "$RL_REWARD" \
         --batch "$EVAL_BATCH" --max-steps "$MAX_STEPS" --max-new-tokens "$tokens" --eval-every "$RL_EVAL_EVERY" \

@@ -63,7 +63,7 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     import shutil
 
     shutil.rmtree(run / "ckpt")
-    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**env, "RL": "0"}, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     last = (run / "stage_times.tsv").read_text().split("\n# ")[-1].split("\n")[1:]
     assert [t.split("\t")[0] for t in last if t] == ["total"] and not (run / "ckpt").exists()
