@@ -54,7 +54,7 @@ def state_text(view: dict, history: int = HISTORY) -> str:
     if view["history"]:
         lines.append(f"Last action: {view['history'][-1][0]}")
     lines.append(f"Observation: {squash(view['observation'])}")
-    lines.append("Valid actions: " + ", ".join(view["valid_actions"]))
+    lines.append("Valid actions: " + view.get("action_sep", ", ").join(view["valid_actions"]))
     return "\n".join(lines)
 
 

@@ -45,6 +45,7 @@ def ensure_java() -> str:
 class TextEnv:
     name = "base"
     max_steps = 20  # default episode step limit used by evaluate.py / rl.py
+    action_sep = ", "  # between the valid actions in the state text (an env whose actions hold ", " changes it)
 
     # ---- to implement in a subclass -------------------------------------------------------
     def tasks(self, split: str) -> list[dict]:
@@ -134,6 +135,7 @@ class TextEnv:
             "history": list(self.trace),
             "observation": self.observation,
             "valid_actions": self.valid_actions(),
+            "action_sep": self.action_sep,
         }
 
     def snapshot(self):
