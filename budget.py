@@ -29,7 +29,6 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -39,19 +38,19 @@ import envs
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.ArgParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", default=None, help="train.py output folder trained with --save-every")
-    p.add_argument("--fixed-epochs", type=float, default=0,
+    p.add_argument("--fixed-epochs", type=common.at_least(0, float), default=0,
                    help="no sweep: the budget is this many epochs over --data at --batch (run.sh's default setting)")
     p.add_argument("--data", default=None, help="with --fixed-epochs: the imitation data (expert.jsonl)")
-    p.add_argument("--batch-size", type=int, default=8, help="with --fixed-epochs: examples per optimizer step")
+    p.add_argument("--batch-size", type=common.at_least(1), default=8, help="with --fixed-epochs: examples per optimizer step")
     p.add_argument("--env", default="twx-cooking", help=f"environment: {', '.join(envs.ENV_NAMES)}")
-    p.add_argument("--episodes", type=int, default=50, help="dev episodes per checkpoint")
-    p.add_argument("--batch", type=int, default=50, help="episodes played in lockstep")
-    p.add_argument("--max-steps", type=int, default=0, help="step limit per episode (0 = the env's default)")
-    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
-    p.add_argument("--max-new-tokens", type=int, default=24, help="answer length cap")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--episodes", type=common.at_least(1), default=50, help="dev episodes per checkpoint")
+    p.add_argument("--batch", type=common.at_least(1), default=50, help="episodes played in lockstep")
+    p.add_argument("--max-steps", type=common.at_least(0), default=0, help="step limit per episode (0 = the env's default)")
+    p.add_argument("--temperature", type=common.at_least(0, float), default=0.0, help="sampling temperature (0 = greedy)")
+    p.add_argument("--max-new-tokens", type=common.at_least(1), default=24, help="answer length cap")
+    p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here), bf16, fp32")
     p.add_argument("--eval-dir", default=None, help="where the dev episodes go (default CKPT-dev)")
     p.add_argument("--out", default=None, help="the budget file (default: CKPT/../budget.json)")
@@ -138,6 +137,7 @@ def main(argv=None):
     env.close()
     out = Path(args.out) if args.out else ckpt.parent / "budget.json"
     eval_dir = Path(args.eval_dir) if args.eval_dir else ckpt.parent / f"{ckpt.name}-dev"
+    common.lock_output(out.parent, "budget")
     common.save_args(args, out.parent, f"{out.stem}_args.json")
     log = [json.loads(x) for x in (ckpt / "loss.jsonl").open()]
     curve = []

@@ -35,7 +35,6 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
 import random
 import time
 from pathlib import Path
@@ -46,21 +45,21 @@ import prompts
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.ArgParser(description=__doc__.split("\n")[0])
     p.add_argument("--env", default="twx-cooking", help=f"environment: {', '.join(envs.ENV_NAMES)}")
     p.add_argument("--split", default="train", help="split whose tasks are collected (train)")
-    p.add_argument("--tasks", type=int, default=100, help="number of tasks (the first N of the split)")
-    p.add_argument("--k-iwm", type=int, default=4, help="uniform valid alternatives per expert state (world modelling)")
-    p.add_argument("--k-sr", type=int, default=3, help="policy-sampled alternatives per expert state (reflection)")
-    p.add_argument("--k-proposals", type=int, default=0,
+    p.add_argument("--tasks", type=common.at_least(1), default=100, help="number of tasks (the first N of the split)")
+    p.add_argument("--k-iwm", type=common.at_least(0), default=4, help="uniform valid alternatives per expert state (world modelling)")
+    p.add_argument("--k-sr", type=common.at_least(0), default=3, help="policy-sampled alternatives per expert state (reflection)")
+    p.add_argument("--k-proposals", type=common.at_least(0), default=0,
                    help="policy proposals per expert state executed as written, invalid ones kept (world modelling)")
     p.add_argument("--model", default=common.EMBEDDED, help="the initial policy that proposes alternatives")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of policy proposals")
-    p.add_argument("--max-new-tokens", type=int, default=24, help="length cap of a proposal")
-    p.add_argument("--chunk", type=int, default=8, help="tasks per batched proposal call (also the resume unit)")
+    p.add_argument("--temperature", type=common.at_least(0, float), default=1.0, help="sampling temperature of policy proposals")
+    p.add_argument("--max-new-tokens", type=common.at_least(1), default=24, help="length cap of a proposal")
+    p.add_argument("--chunk", type=common.at_least(1), default=8, help="tasks per batched proposal call (also the resume unit)")
     p.add_argument("--shard", default="0/1", help="I/N: process the I-th of N contiguous parts of the tasks")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed")
+    p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
     p.add_argument("--out", required=True, help="run folder")
     return p.parse_args(argv)
@@ -215,28 +214,30 @@ def main(argv=None):
     envs.check_split(args.split)
     env = envs.make(args.env)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    common.save_args(args, out, "collect_args.json")
-    common.set_threads(args.threads)
+    common.lock_output(out, "collect")
     tasks = env.tasks(args.split)[: args.tasks]
+    if len(tasks) < args.tasks:
+        raise common.UserError(f"--tasks {args.tasks}: the {args.split} split of {args.env} has {len(tasks)} tasks")
     chunks = [tasks[i: i + args.chunk] for i in range(0, len(tasks), args.chunk)]
     mine = common.shard_range(len(chunks), args.shard)
-    done = resume(out)
+    common.set_threads(args.threads)
     model = tok = None
     if args.k_sr > 0 or args.k_proposals > 0:
         model, tok = common.load_model(args.model, dtype=args.dtype)
         model.eval()
+    common.save_args(args, out, "collect_args.json")  # after the inputs loaded
+    done = resume(out)
     t0, run = time.time(), {"tasks": 0, "branches": 0}
     for index in tqdm(mine, desc="chunks of tasks"):
         chunk = chunks[index]
         if all(t["task_id"] in done for t in chunk):
             continue
         ex, ro, st = collect_chunk(env, chunk, index, args, model, tok, args.env)
-        for r in ex:
-            common.append_jsonl(out / "expert.jsonl", r)
-        for r in ro:
-            common.append_jsonl(out / "rollouts.jsonl", r)
-        run["tasks"] += len(chunk) - st["skipped"]
+        # a chunk is recomputed whole (its proposals are one seeded call), but the tasks of it that an
+        # interrupted run finished are already in the files: only the others are appended
+        common.append_jsonl_rows(out / "expert.jsonl", [r for r in ex if r["task_id"] not in done])
+        common.append_jsonl_rows(out / "rollouts.jsonl", [r for r in ro if r["task_id"] not in done])
+        run["tasks"] += sum(1 for t in chunk if t["task_id"] not in done) - st["skipped"]
         run["branches"] += st["branches"]
     env.close()
     # counted from the files, so a resumed run reports the whole collection; the speed is this run's

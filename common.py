@@ -6,6 +6,7 @@ losses and schedules (train.py, rl.py) are in their own files.
 """
 from __future__ import annotations
 
+import argparse
 import difflib
 import json
 import math
@@ -29,17 +30,45 @@ class UserError(Exception):
 
 
 def run_main(main) -> None:
-    """Run a script's main(); known input errors become one line on stderr and exit code 2."""
+    """Run a script's main(); known input errors and OS errors (a read-only folder, a full disk, a file
+    where a folder belongs) become one line on stderr and exit code 2. A traceback is a bug of ours."""
     from envs import EnvError
 
     try:
         main()
-    except (UserError, EnvError, FileNotFoundError) as e:
+    except (UserError, EnvError) as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: finished lines are kept; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (`SCRIPT: error: --tasks: must be >= 1, got -1`), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def at_least(low, kind=int, strict: bool = False, high=None):
+    """An argparse type: a number of `kind` that is >= low (> low when strict) and <= high if given."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if value != value or (value <= low if strict else value < low) or (high is not None and value > high):
+            bound = f"{'>' if strict else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def set_seed(seed: int) -> None:
@@ -66,10 +95,42 @@ def set_threads(n: int = 0) -> None:
 # ---------------------------------------------------------------------------------------------
 # JSONL and small files. Writers append and flush line by line (a run killed midway keeps every
 # finished line and resumes), or write a temporary file and rename it (never half a file).
-def read_jsonl(path) -> list[dict]:
+# What the scripts read, checked line by line (read_jsonl's `require`): key -> type, or a one-element
+# list [spec] for a list whose items are dicts of that spec.
+ROLLOUT = {"id": str, "task_id": str, "step": int, "state": str,
+           "expert": {"action": str, "next_state": str},
+           "alternatives": [{"action": str, "next_state": str, "source": str}]}
+EPISODE = {"task_id": str, "success": bool}
+SUMMARY = {"split": str, "mode": str}
+CHAT = {"messages": [{"role": str}]}
+
+
+def _check(value, spec, where: str) -> None:
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected an object, got {type(value).__name__}")
+        for key, sub in spec.items():
+            if key not in value:
+                raise UserError(f"{where}: missing key {key!r}")
+            _check(value[key], sub, f"{where}: {key!r}")
+    elif isinstance(spec, list):
+        if not isinstance(value, list):
+            raise UserError(f"{where}: expected a list, got {type(value).__name__}")
+        for i, item in enumerate(value):
+            _check(item, spec[0], f"{where}[{i}]")
+    elif not isinstance(value, spec) or (spec is int and isinstance(value, bool)):
+        names = "/".join(t.__name__ for t in (spec if isinstance(spec, tuple) else (spec,)))
+        raise UserError(f"{where}: expected {names}, got {type(value).__name__}")
+
+
+def read_jsonl(path, require: dict | None = None) -> list[dict]:
+    """The objects of a JSONL file. A malformed line, or one without what `require` asks for (a spec
+    such as ROLLOUT), is one error naming the file and line."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected a JSONL file")
     rows = []
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -81,6 +142,8 @@ def read_jsonl(path) -> list[dict]:
                 raise UserError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+            if require:
+                _check(row, require, f"{path}:{n}")
             rows.append(row)
     return rows
 
@@ -112,9 +175,67 @@ def write_atomic(path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a kill: no temporary file is left behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_jsonl_rows(path, rows: list[dict]) -> None:
+    """Append a whole unit (a chunk's lines) in one write: a kill leaves at most one torn last line,
+    which resume_jsonl cuts."""
+    if rows:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("".join(dumps(r) + "\n" for r in rows))
+            f.flush()
+
+
+_LOCKS: dict = {}  # lock file -> open descriptor, held until the process exits
+
+
+def lock_output(folder, script: str) -> None:
+    """One writer per output: a second `script` process on the same folder is refused with one line.
+    The lock is an flock on FOLDER/.SCRIPT.lock, which the kernel releases when its process dies, so
+    a killed run never leaves it stuck. Calls from the same process (tests) hold it once."""
+    import atexit
+    import fcntl
+
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (folder / f".{script}.lock").resolve()
+    if path in _LOCKS:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise UserError(f"{folder}: another {script} process (pid {holder}) is writing here; "
+                        "wait for it to finish or use another output folder") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    if not _LOCKS:
+        atexit.register(_drop_empty_outputs)
+    _LOCKS[path] = (fd, created)
+
+
+def _drop_empty_outputs() -> None:
+    """At exit: a folder in which this process wrote nothing but its lock (a run that failed on its
+    inputs) is left as it was found."""
+    for path, (_, created) in _LOCKS.items():
+        try:
+            if all(p.name.endswith(".lock") and p.name.startswith(".") for p in path.parent.iterdir()):
+                path.unlink(missing_ok=True)
+                if created:
+                    path.parent.rmdir()
+        except OSError:
+            pass
 
 
 def write_jsonl(path, rows) -> None:
@@ -431,11 +552,14 @@ def load_model(name: str, *, dtype: str | None = "auto", device: str | None = No
     resolved = resolve_model_path(name)
     if isinstance(resolved, str) and not Path(resolved).exists() and "/" not in resolved:
         raise UserError(f"unknown model {name!r}: use {EMBEDDED}, {TINY}, a Hugging Face id or a local folder")
+    if Path(resolved).is_file() or (Path(resolved).is_dir() and not (Path(resolved) / "config.json").exists()):
+        raise UserError(f"{name}: not a model (a model folder holds config.json, a checkpoint adapter_config.json)")
     try:
         tok = _load_tokenizer(resolved)
         model = AutoModelForCausalLM.from_pretrained(resolved, dtype=torch_dtype)
-    except OSError as e:
-        raise UserError(f"cannot load model {name!r}: {str(e).splitlines()[0]}") from None
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:  # a broken or foreign folder, no network
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot load model {name!r}: {first}") from None
     model.to(device)
     if getattr(model.config, "name_or_path", None) is not None:
         model.config.name_or_path = name  # checkpoints record the alias, not a cache path
@@ -658,7 +782,7 @@ def map_to_valid(action: str, valid: list[str]) -> str:
     separates knowing what to do from writing it in the right format."""
     if not valid:
         return action
-    a = action.lower().strip()
+    a = action.lower().strip()[:500]  # longer than any valid action: difflib's cost grows with the length
     ranked = sorted(valid)  # max() keeps the first of equal scores: ties -> sorted order
     return max(ranked, key=lambda v: difflib.SequenceMatcher(None, a, v.lower()).ratio())
 

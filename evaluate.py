@@ -1,8 +1,11 @@
 """Evaluate a policy: success rate over episodes of a split (paper section 5, "success rate").
 
-Plays N episodes of each split with a model, B episodes in lockstep (one batched generate call per
-step across all live episodes; the splits share one queue, so the batch stays full), at most
---max-steps steps each, greedy by default (--temperature 0.4 is what the paper used). The untuned model gives the paper's "Prompt" baseline.
+Plays N episodes of each split with a model, in waves of B episodes in lockstep (one batched generate
+call per step across the live episodes of a wave; the splits' tasks are one queue, so a wave can hold
+both), at most --max-steps steps each, greedy by default (--temperature 0.4 is what the paper used).
+The untuned model gives the paper's "Prompt" baseline. A wave's episodes are written when it ends: a
+killed run plays its unfinished waves again, whole, and its files equal an uninterrupted run's (a
+wave's batch is fixed; decoding can depend on which episodes share one).
 
 Two ways to turn an answer into an action:
   raw     the text after the last "Action:" (what the paper measures);
@@ -24,7 +27,6 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import common
@@ -32,20 +34,20 @@ import envs
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.ArgParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=common.EMBEDDED, help="model name, Hugging Face id/folder or checkpoint")
     p.add_argument("--env", default="twx-cooking", help=f"environment: {', '.join(envs.ENV_NAMES)}")
     p.add_argument("--split", nargs="+", default=["test", "ood"], help="splits to evaluate (test, ood, train)")
-    p.add_argument("--episodes", type=int, default=50, help="episodes per split (the first N tasks of the split)")
-    p.add_argument("--batch", type=int, default=25, help="episodes played in lockstep")
-    p.add_argument("--max-steps", type=int, default=0, help="step limit per episode (0 = the env's default)")
-    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0 = greedy)")
-    p.add_argument("--max-new-tokens", type=int, default=24, help="answer length cap (raise it for Thought: answers)")
+    p.add_argument("--episodes", type=common.at_least(1), default=50, help="episodes per split (the first N tasks of the split)")
+    p.add_argument("--batch", type=common.at_least(1), default=25, help="episodes played in lockstep")
+    p.add_argument("--max-steps", type=common.at_least(0), default=0, help="step limit per episode (0 = the env's default)")
+    p.add_argument("--temperature", type=common.at_least(0, float), default=0.0, help="sampling temperature (0 = greedy)")
+    p.add_argument("--max-new-tokens", type=common.at_least(1), default=24, help="answer length cap (raise it for Thought: answers)")
     p.add_argument("--action-mode", choices=["raw", "mapped"], default="raw", help="raw answer or closest valid action")
     p.add_argument("--shard", default="0/1", help="I/N: play the I-th of N contiguous parts of the episodes")
     p.add_argument("--label", default=None, help="name of this model in the summary (default: --model)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (sampling)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed (sampling)")
+    p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
     p.add_argument("--out", default=None, help="output folder")
     p.add_argument("--table", default=None, metavar="RUN",
@@ -67,7 +69,7 @@ SETTING = ("model", "env", "max_steps", "temperature", "max_new_tokens", "seed")
 def check_same_setting(args, out: Path) -> None:
     """Resuming is only safe into a folder written with the same model and decoding settings."""
     old = out / "args.json"
-    if old.exists():
+    if old.exists() and any(p.stat().st_size for p in out.glob("*.jsonl") if p.name != "summary.jsonl"):
         import json
 
         prev = json.loads(old.read_text())
@@ -119,9 +121,9 @@ def load_runs(run: Path) -> tuple[dict, dict]:
     found, scores = {}, {}
     for summary in sorted(run.glob("eval/*/s*/summary.jsonl")):
         method, seed = summary.parent.parent.name, int(summary.parent.name[1:])
-        for row in common.read_jsonl(summary):
+        for row in common.read_jsonl(summary, require=common.SUMMARY):
             name = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
-            eps = common.read_jsonl(summary.parent / name)
+            eps = common.read_jsonl(summary.parent / name, require=common.EPISODE)
             found.setdefault((method, row["split"]), {})[seed] = {e["task_id"]: bool(e["success"]) for e in eps}
             scores.setdefault((method, row["split"]), []).extend(float(e["score"]) for e in eps if "score" in e)
     return found, scores
@@ -301,35 +303,45 @@ def main(argv=None):
     if args.ablation:
         return ablation(Path(args.ablation))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    env = envs.make(args.env)
     for split in args.split:
         envs.check_split(split)
+    env = envs.make(args.env)
+    common.lock_output(out, "evaluate")
     label = args.label or args.model
     check_same_setting(args, out)
-    common.save_args(args, out)
     common.set_threads(args.threads)
     common.set_seed(args.seed)
     model = tok = None
-    # Every split's missing episodes go into one queue, so the lockstep batch stays full while the
-    # last episodes of a split finish (a task carries its split; each episode goes to its split's file).
-    paths, wanted, todo = {}, {}, []
+    # Every split's tasks, in order, cut into waves of --batch episodes played in lockstep. A wave is the
+    # unit of work: its episodes are written together when it ends, and an interrupted run plays its
+    # unfinished waves again, whole. Decoding can depend on which episodes share a batch (bf16
+    # rounding, padding), so fixed waves are what makes a resumed evaluation equal an uninterrupted one.
+    paths, wanted, queue, done = {}, {}, [], set()
     for split in args.split:
         tasks = env.tasks(split)[: args.episodes]
         tasks = [tasks[i] for i in common.shard_range(len(tasks), args.shard)]
         paths[split] = out / (f"{split}.jsonl" if args.action_mode == "raw" else f"{split}-mapped.jsonl")
         wanted[split] = {t["task_id"] for t in tasks}
-        done = common.resume_jsonl(paths[split], key="task_id")
-        todo += [t for t in tasks if t["task_id"] not in done]
+        done |= common.resume_jsonl(paths[split], key="task_id")
+        queue += tasks
+    waves = [queue[i: i + args.batch] for i in range(0, len(queue), args.batch)]
+    todo = [w for w in waves if any(t["task_id"] not in done for t in w)]
     if todo:
         model, tok = common.load_model(args.model, dtype=args.dtype)
         model.eval()
-        split_of = {t["task_id"]: t["split"] for t in todo}
-        for ep in common.run_episodes(model, tok, args.env, todo, batch=args.batch,
-                                      max_steps=args.max_steps or None, temperature=args.temperature,
-                                      max_new_tokens=args.max_new_tokens, action_mode=args.action_mode,
-                                      progress=f"{'+'.join(args.split)} episodes"):
-            common.append_jsonl(paths[split_of[ep["task_id"]]], ep)  # as they finish: an interrupted run resumes
+    common.save_args(args, out)  # after the inputs loaded: a failed start leaves no args file behind
+    if todo:
+        pool = [envs.make(args.env) for _ in range(max(len(w) for w in todo))]  # reused by every wave
+        for i, wave in enumerate(todo):
+            eps = list(common.run_episodes(model, tok, args.env, wave, batch=len(wave), pool=pool,
+                                           max_steps=args.max_steps or None, temperature=args.temperature,
+                                           max_new_tokens=args.max_new_tokens, action_mode=args.action_mode,
+                                           progress=f"{'+'.join(args.split)} episodes, wave {i + 1}/{len(todo)}"))
+            for split in args.split:
+                common.append_jsonl_rows(paths[split], [e for e in eps if e["task_id"] in wanted[split]
+                                                        and e["task_id"] not in done])
+        for e in pool:
+            e.close()
     rows, shown = [], {}
     for split in args.split:
         path = paths[split]

@@ -24,7 +24,6 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
 import random
 from pathlib import Path
 
@@ -35,15 +34,15 @@ SOURCES = ("valid", "policy", "proposal", "expert")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.ArgParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="run folder holding rollouts.jsonl")
     p.add_argument("--sources", nargs="+", default=["valid", "proposal", "expert"], choices=SOURCES,
                    help="which transitions to learn from: the paper's uniform valid alternatives + expert, and the "
                         "policy's own proposals as written, invalid ones kept (present when collect.py had --k-proposals)")
-    p.add_argument("--k", type=int, default=0, help="use at most K alternatives per state (0 = all collected)")
-    p.add_argument("--max-words", type=int, default=40, help="cut each target observation to this many words")
-    p.add_argument("--ratio", type=float, default=0, help="keep at most RATIO x (expert examples); 0 = keep all")
-    p.add_argument("--seed", type=int, default=0, help="random seed (sub-sampling)")
+    p.add_argument("--k", type=common.at_least(0), default=0, help="use at most K alternatives per state (0 = all collected)")
+    p.add_argument("--max-words", type=common.at_least(1), default=40, help="cut each target observation to this many words")
+    p.add_argument("--ratio", type=common.at_least(0, float), default=0, help="keep at most RATIO x (expert examples); 0 = keep all")
+    p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed (sub-sampling)")
     p.add_argument("--out", default=None, help="output file (default RUN/iwm.jsonl)")
     return p.parse_args(argv)
 
@@ -70,7 +69,7 @@ def build_examples(rollouts: list[dict], sources, k: int, max_words: int) -> lis
 def main(argv=None):
     args = parse_args(argv)
     run = Path(args.run)
-    rows = common.read_jsonl(run / "rollouts.jsonl")
+    rows = common.read_jsonl(run / "rollouts.jsonl", require=common.ROLLOUT)
     examples = build_examples(rows, args.sources, args.k, args.max_words)
     if args.ratio > 0:
         cap = int(args.ratio * len(common.read_jsonl(run / "expert.jsonl")))
@@ -80,6 +79,7 @@ def main(argv=None):
     if not examples:
         raise common.UserError(f"{run / 'rollouts.jsonl'}: no transitions of sources {args.sources}")
     out = Path(args.out) if args.out else run / "iwm.jsonl"
+    common.lock_output(out.parent, "iwm")
     common.save_args(args, out.parent, "iwm_args.json")
     common.write_jsonl(out, examples)
     by = {}

@@ -29,7 +29,6 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
@@ -38,21 +37,21 @@ import prompts
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.ArgParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="run folder holding rollouts.jsonl")
     p.add_argument("--model", default=common.EMBEDDED, help="the model that writes reflections (the initial policy)")
-    p.add_argument("--k", type=int, default=3, help="at most K policy alternatives shown per state (paper: 2-4)")
+    p.add_argument("--k", type=common.at_least(1), default=3, help="at most K policy alternatives shown per state (paper: 2-4)")
     p.add_argument("--conclude", choices=["model", "append"], default="append",
                    help="who writes the final 'Action: a_i' line (see the docstring)")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of reflections")
-    p.add_argument("--max-new-tokens", type=int, default=96, help="safety cap; the prompt asks for two sentences")
-    p.add_argument("--min-words", type=int, default=6, help="drop reflections shorter than this")
-    p.add_argument("--batch", type=int, default=16, help="prompts per generate call (also the resume unit)")
+    p.add_argument("--temperature", type=common.at_least(0, float), default=0.7, help="sampling temperature of reflections")
+    p.add_argument("--max-new-tokens", type=common.at_least(1), default=96, help="safety cap; the prompt asks for two sentences")
+    p.add_argument("--min-words", type=common.at_least(0), default=6, help="drop reflections shorter than this")
+    p.add_argument("--batch", type=common.at_least(1), default=16, help="prompts per generate call (also the resume unit)")
     p.add_argument("--shard", default="0/1", help="I/N: write reflections for the I-th of N contiguous parts of the states")
     p.add_argument("--out", default=None, help="output folder (default: RUN)")
-    p.add_argument("--show", type=int, default=0, help="print N kept examples for a person to read")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--show", type=common.at_least(0), default=0, help="print N kept examples for a person to read")
+    p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed")
+    p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
     return p.parse_args(argv)
 
@@ -117,12 +116,11 @@ def main(argv=None):
     args = parse_args(argv)
     run = Path(args.run)
     out = Path(args.out or run)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [r for r in common.read_jsonl(run / "rollouts.jsonl")
+    common.lock_output(out, "reflect")
+    rows = [r for r in common.read_jsonl(run / "rollouts.jsonl", require=common.ROLLOUT)
             if any(a["source"] == "policy" for a in r["alternatives"])]
     if not rows:
         raise common.UserError(f"{run / 'rollouts.jsonl'}: no policy alternatives (run collect.py with --k-sr > 0)")
-    common.save_args(args, out, "reflect_args.json")
     common.set_threads(args.threads)
     # fixed batches of states, each seeded by its index: a resumed run, or a shard, samples the same texts
     batches = [rows[i: i + args.batch] for i in range(0, len(rows), args.batch)]
@@ -134,6 +132,8 @@ def main(argv=None):
     if todo:
         model, tok = common.load_model(args.model, dtype=args.dtype)
         model.eval()
+    common.save_args(args, out, "reflect_args.json")  # after the inputs loaded
+    if todo:
         for b in tqdm(todo, desc="reflections (batches)"):
             part = batches[b]
             common.seed_unit(args.seed, b)

@@ -51,9 +51,10 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import random
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,33 +64,33 @@ import envs
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.ArgParser(description=__doc__.split("\n")[0])
     p.add_argument("--init", default=common.EMBEDDED, help="start policy: checkpoint folder or model name")
     p.add_argument("--env", default="twx-cooking", help=f"environment: {', '.join(envs.ENV_NAMES)}")
-    p.add_argument("--updates", type=int, default=50, help="policy updates")
-    p.add_argument("--tasks-per-update", type=int, default=2, help="M: training tasks per update")
-    p.add_argument("--group", type=int, default=8, help="G: episodes per task (a GRPO group)")
-    p.add_argument("--train-tasks", type=int, default=200, help="tasks are drawn from the first N of the train split")
-    p.add_argument("--temperature", type=float, default=1.0, help="rollout sampling temperature")
+    p.add_argument("--updates", type=common.at_least(1), default=50, help="policy updates")
+    p.add_argument("--tasks-per-update", type=common.at_least(1), default=2, help="M: training tasks per update")
+    p.add_argument("--group", type=common.at_least(2), default=8, help="G: episodes per task (a GRPO group)")
+    p.add_argument("--train-tasks", type=common.at_least(1), default=200, help="tasks are drawn from the first N of the train split")
+    p.add_argument("--temperature", type=common.at_least(0, float), default=1.0, help="rollout sampling temperature")
     p.add_argument("--reward", choices=["success", "score"], default="success", help="episode reward")
-    p.add_argument("--invalid-penalty", type=float, default=0.0, help="subtracted x (invalid steps / steps)")
-    p.add_argument("--lr", type=float, default=0.3, help="learning rate: SGD on the LoRA adapter learned at 0.3 on the tiny model (1.0 collapsed it); 0.1 with --full)")
+    p.add_argument("--invalid-penalty", type=common.at_least(0, float), default=0.0, help="subtracted x (invalid steps / steps)")
+    p.add_argument("--lr", type=common.at_least(0, float, strict=True), default=0.3, help="learning rate: SGD on the LoRA adapter learned at 0.3 on the tiny model (1.0 collapsed it); 0.1 with --full)")
     p.add_argument("--optim", choices=["sgd", "adam"], default="sgd", help="optimizer (docstring: why SGD)")
-    p.add_argument("--inner-epochs", type=int, default=1, help="passes over each update's rollouts (>1 uses clipping)")
-    p.add_argument("--clip", type=float, default=0.2, help="PPO clip range")
-    p.add_argument("--kl", type=float, default=0.0, help="beta: weight of the k3 KL to the start policy")
+    p.add_argument("--inner-epochs", type=common.at_least(1), default=1, help="passes over each update's rollouts (>1 uses clipping)")
+    p.add_argument("--clip", type=common.at_least(0, float, strict=True), default=0.2, help="PPO clip range")
+    p.add_argument("--kl", type=common.at_least(0, float), default=0.0, help="beta: weight of the k3 KL to the start policy")
     p.add_argument("--norm", choices=["episode", "answer", "token"], default="episode",
                    help="loss average: per episode (each counts once), per answer (original GRPO) or per token")
-    p.add_argument("--micro-batch", type=int, default=8, help="steps per forward pass")
-    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank of the RL adapter")
+    p.add_argument("--micro-batch", type=common.at_least(1), default=8, help="steps per forward pass")
+    p.add_argument("--lora-r", type=common.at_least(1), default=16, help="LoRA rank of the RL adapter")
     p.add_argument("--full", action="store_true", help="train all weights (KL then needs a second model copy)")
-    p.add_argument("--batch", type=int, default=16, help="episodes in lockstep")
-    p.add_argument("--max-steps", type=int, default=0, help="episode step limit (0 = the env's default)")
-    p.add_argument("--max-new-tokens", type=int, default=24, help="answer length cap")
-    p.add_argument("--eval-every", type=int, default=10, help="evaluate on the test split every N updates (0 = never)")
-    p.add_argument("--eval-episodes", type=int, default=30, help="test episodes per evaluation (greedy)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--batch", type=common.at_least(1), default=16, help="episodes in lockstep")
+    p.add_argument("--max-steps", type=common.at_least(0), default=0, help="episode step limit (0 = the env's default)")
+    p.add_argument("--max-new-tokens", type=common.at_least(1), default=24, help="answer length cap")
+    p.add_argument("--eval-every", type=common.at_least(0), default=10, help="evaluate on the test split every N updates (0 = never)")
+    p.add_argument("--eval-episodes", type=common.at_least(0), default=30, help="test episodes per evaluation (greedy)")
+    p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed")
+    p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
     p.add_argument("--track", default="none", choices=["none", "tensorboard", "wandb"], help="none, tensorboard (event files in OUT/tb/) or wandb (offline): tracking.py")
     p.add_argument("--plot", nargs="+", default=None, metavar="RUN", help="plot the curves of these rl.py outputs to --out (PNG)")
@@ -302,6 +303,59 @@ def update(model, tok, opt, episodes: list[dict], args, device) -> dict:
     return stats
 
 
+STATE = "resume.pt"  # the trainable weights, the optimizer and the task sampler after the last update
+RESUME_SETTING = ("init", "env", "updates", "tasks_per_update", "group", "train_tasks", "temperature", "reward",
+                  "invalid_penalty", "lr", "optim", "inner_epochs", "clip", "kl", "norm", "micro_batch", "lora_r",
+                  "full", "batch", "max_steps", "max_new_tokens", "eval_every", "eval_episodes", "seed", "dtype")
+
+
+def save_state(out: Path, args, model, opt, rng: random.Random, update_index: int) -> None:
+    """Everything the next update depends on, written atomically after each update: a killed run
+    resumes at the next update and makes the same updates (only the timing fields of curve.jsonl
+    differ, as they do between any two runs). With --full this is the whole model and its optimizer
+    state: on a big model, that is a large file per update."""
+    import torch
+
+    state = {"update": update_index, "setting": {k: getattr(args, k) for k in RESUME_SETTING},
+             "weights": {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
+             "optimizer": opt.state_dict(), "rng": rng.getstate()}
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{STATE}.")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, out / STATE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resume(out: Path, args, model, opt, rng: random.Random) -> int:
+    """The number of updates an interrupted run finished (0 for a fresh run). Their weights, optimizer
+    state and task sampler are restored, and curve.jsonl is cut to them."""
+    import torch
+
+    path = out / STATE
+    if not path.exists():
+        return 0
+    state = torch.load(path, weights_only=False)
+    now = {k: getattr(args, k) for k in RESUME_SETTING}
+    diff = [k for k in now if state["setting"].get(k) != now[k]]
+    if diff:
+        raise common.UserError(f"{out} holds an interrupted run of another setting ({', '.join(diff)} differ): "
+                               "use another --out or delete it")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, w in state["weights"].items():
+            params[n].copy_(w)
+    opt.load_state_dict(state["optimizer"])
+    rng.setstate(state["rng"])
+    curve = out / "curve.jsonl"
+    rows = [r for r in common.read_jsonl(curve) if r["update"] <= state["update"]] if curve.exists() else []
+    common.write_jsonl(curve, rows)
+    print(f"resuming {out} after update {state['update']} of {args.updates}")
+    return state["update"]
+
+
 def plot(runs: list[str], out: str) -> None:
     """Left: greedy success on test vs update. Right: mean reward of the training rollouts (what GRPO
     optimises; with --reward score it moves long before success does)."""
@@ -339,27 +393,29 @@ def main(argv=None):
     if args.plot:
         return plot(args.plot, args.out)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    common.lock_output(out, "rl")
     pool = [envs.make(args.env) for _ in range(args.batch)]  # one env (JVM) per lockstep slot, reused
     train_tasks = pool[0].tasks("train")[: args.train_tasks]
-    common.save_args(args, out)
     common.set_threads(args.threads)
     common.set_seed(args.seed)
     model, tok = build_policy(args)
+    common.save_args(args, out)  # after the inputs loaded
     device = model.device
     params = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0) if args.optim == "adam"
            else torch.optim.SGD(params, lr=args.lr))
     rng = random.Random(args.seed)
     curve = out / "curve.jsonl"
-    curve.unlink(missing_ok=True)
-    if args.eval_every:
-        common.append_jsonl(curve, {"update": 0, "test_success": evaluate_greedy(model, tok, args, pool)})
+    done = resume(out, args, model, opt, rng)  # updates already made by an interrupted run
+    if done == 0:
+        curve.unlink(missing_ok=True)
+        if args.eval_every:
+            common.append_jsonl(curve, {"update": 0, "test_success": evaluate_greedy(model, tok, args, pool)})
     import tracking
 
     tracker = tracking.Tracker(args.track, out / "tb", vars(args), out.name)
     t0 = time.time()
-    for u in tqdm(range(1, args.updates + 1), desc="GRPO updates"):
+    for u in tqdm(range(done + 1, args.updates + 1), desc="GRPO updates", initial=done, total=args.updates):
         tasks = rng.sample(train_tasks, min(args.tasks_per_update, len(train_tasks)))
         batch = [{**t, "task_id": f"{t['task_id']}#{j}"} for t in tasks for j in range(args.group)]
         common.seed_unit(args.seed, u)
@@ -380,6 +436,7 @@ def main(argv=None):
         if args.eval_every and (u % args.eval_every == 0 or u == args.updates):
             stats["test_success"] = evaluate_greedy(model, tok, args, pool)
         common.append_jsonl(curve, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.items()})
+        save_state(out, args, model, opt, rng, u)  # the resume point: after the update's curve line
         tracker.log(stats, u)
         tqdm.write(json.dumps({k: stats[k] for k in ("update", "reward", "success", "zero_std", "kl") if k in stats}))
     tracker.close()
@@ -390,6 +447,7 @@ def main(argv=None):
     base_name = args.init
     train.save_checkpoint(model, tok, args, base_name, common.read_jsonl(curve), out / "ckpt",
                           adapter=None if args.full else RL_ADAPTER)
+    (out / STATE).unlink(missing_ok=True)  # the run is complete: its checkpoint is the record
     print(f"saved {out / 'ckpt'}")
 
 

@@ -35,7 +35,6 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -49,32 +48,32 @@ import common
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.ArgParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", nargs="+", required=True, help="chat JSONL files, concatenated and shuffled")
     p.add_argument("--model", default=common.EMBEDDED, help="base model (ignored with --init)")
     p.add_argument("--init", default=None, help="continue from this checkpoint with a fresh optimizer")
     p.add_argument("--out", default=None, help="checkpoint folder to write (required unless --export)")
-    p.add_argument("--epochs", type=float, default=2, help="passes over the data (ignored if --steps > 0)")
-    p.add_argument("--steps", type=int, default=0, help="optimizer steps (overrides --epochs)")
-    p.add_argument("--batch", type=int, default=8, help="examples per optimizer step")
-    p.add_argument("--micro-batch", type=int, default=0, help="examples per forward pass (0 = --batch); gradient accumulation")
-    p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (LoRA; use ~1e-5 with --full)")
-    p.add_argument("--warmup", type=float, default=0.05, help="warm-up as a fraction of the steps")
-    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank")
-    p.add_argument("--lora-alpha", type=int, default=32, help="LoRA alpha")
+    p.add_argument("--epochs", type=common.at_least(0, float, strict=True), default=2, help="passes over the data (ignored if --steps > 0)")
+    p.add_argument("--steps", type=common.at_least(0), default=0, help="optimizer steps (overrides --epochs)")
+    p.add_argument("--batch", type=common.at_least(1), default=8, help="examples per optimizer step")
+    p.add_argument("--micro-batch", type=common.at_least(0), default=0, help="examples per forward pass (0 = --batch); gradient accumulation")
+    p.add_argument("--lr", type=common.at_least(0, float, strict=True), default=2e-4, help="peak learning rate (LoRA; use ~1e-5 with --full)")
+    p.add_argument("--warmup", type=common.at_least(0, float, high=1), default=0.05, help="warm-up as a fraction of the steps")
+    p.add_argument("--lora-r", type=common.at_least(1), default=16, help="LoRA rank")
+    p.add_argument("--lora-alpha", type=common.at_least(1), default=32, help="LoRA alpha")
     p.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
-    p.add_argument("--max-len", type=int, default=4096, help="cut examples to this many tokens (bfcl states reach ~1,300)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (shuffling, LoRA init)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--max-len", type=common.at_least(8), default=4096, help="cut examples to this many tokens (bfcl states reach ~1,300)")
+    p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed (shuffling, LoRA init)")
+    p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="weights: auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
     p.add_argument("--attn", choices=["auto", "eager", "sdpa"], default="auto",
                    help="attention kernel: auto = plain matmul (eager) on CPU, the fused default (sdpa) on GPU")
-    p.add_argument("--save-every", type=int, default=0,
+    p.add_argument("--save-every", type=common.at_least(0), default=0,
                    help="also save the checkpoint every N steps to OUT-steps/step-NNNNN (budget.py evaluates them on dev)")
     p.add_argument("--track", default="none", choices=["none", "tensorboard", "wandb"], help="none, tensorboard (event files in OUT-tb/) or wandb (offline): tracking.py")
     p.add_argument("--export", default=None, metavar="FILE",
                    help="instead of training: write the --data examples as one prompt/completion JSONL for TRL, then exit")
-    p.add_argument("--show-mask", type=int, default=0, help="print N examples with trained tokens coloured, then exit")
+    p.add_argument("--show-mask", type=common.at_least(0), default=0, help="print N examples with trained tokens coloured, then exit")
     args = p.parse_args(argv)
     if not args.out and not args.export and not args.show_mask:
         p.error("--out is required")
@@ -87,9 +86,7 @@ def load_examples(tok, paths: list[str], max_len: int) -> list[dict]:
     """Encode every chat example; one clear error names the file and line of a bad one."""
     examples = []
     for path in paths:
-        for n, row in enumerate(common.read_jsonl(path), 1):
-            if not isinstance(row.get("messages"), list):
-                raise common.UserError(f"{path}:{n}: no 'messages' list")
+        for n, row in enumerate(common.read_jsonl(path, require=common.CHAT), 1):
             tools = row.get("tools")
             if isinstance(tools, str):  # the authors' files and datasets often hold the schemas as a JSON string
                 try:
@@ -315,6 +312,8 @@ def main(argv=None):
     from tqdm import tqdm
 
     args = parse_args(argv)
+    for path in args.data:  # the rows' shape before the model loads (load_examples then encodes them)
+        common.read_jsonl(path, require=common.CHAT)
     out = Path(args.out or args.export or ".")
     out.parent.mkdir(parents=True, exist_ok=True)
     rank, world, device = setup_distributed()
@@ -331,6 +330,7 @@ def main(argv=None):
         show_mask(tok, examples, args.show_mask)
         return
     if rank == 0:
+        common.lock_output(out.parent, f"train-{out.name}")
         common.save_args(args, out.parent, f"{out.name}.args.json")
     if args.batch < world:
         raise common.UserError(f"--batch {args.batch} is smaller than the {world} processes")

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import decimal
 import difflib
 import importlib
 import inspect
@@ -55,6 +56,15 @@ SPLIT_SEED = 0
 END_TURN = "end_turn()"
 EXTRA_CALLS = 3  # a turn ends by itself after (its ground-truth calls + 3) calls: bounds an episode
 OBS_WORDS = 80  # a call's result is cut to this many words (ls of a long_context folder is huge)
+# Bounds on what an action may ask (envs/bfcl.py never hangs or raises on an answer). The ground truth
+# of all 799 tasks stays far inside them: calls up to 6,839 characters (file contents), numbers up to
+# 987,654, no nested containers, at most 6 items.
+MAX_CALL_CHARS = 10_000
+MAX_NUMBER = 10**9
+MAX_ITEMS, MAX_DEPTH = 1_000, 4
+# Arguments whose cost grows with their value inside a backend (an int power, a decimal precision);
+# no ground-truth call uses these functions
+BACKEND_BOUNDS = {"power": {"exponent": 1_000}, "square_root": {"precision": 1_000}}
 
 
 def _require_bfcl():
@@ -118,11 +128,13 @@ def parse_call(text: str) -> tuple[str, list, dict]:
     """'mv(source="a", destination="b")' -> ("mv", [], {"source": "a", ...}). Raises ValueError with a
     short reason for anything that is not a single call of a plain name with literal arguments."""
     text = text.strip().rstrip(";").strip()
+    if len(text) > MAX_CALL_CHARS:
+        raise ValueError(f"a call is at most {MAX_CALL_CHARS:,} characters")
     if text.startswith("[") and text.endswith("]"):  # a one-element list, as some models write it
         text = text[1:-1].strip()
     try:
         node = ast.parse(text, mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a null byte
         raise ValueError("not a Python call") from None
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
         raise ValueError("expected one call like name(arg=value)")
@@ -133,7 +145,31 @@ def parse_call(text: str) -> tuple[str, list, dict]:
         raise ValueError("arguments must be literals (strings, numbers, lists, True/False)") from None
     if len(kwargs) != len(node.keywords):
         raise ValueError("**kwargs are not allowed")
+    for value in [*args, *kwargs.values()]:
+        _check_literal(value, 0)
+    for key, limit in BACKEND_BOUNDS.get(node.func.id, {}).items():
+        v = kwargs.get(key)
+        if isinstance(v, (int, float)) and abs(v) > limit:
+            raise ValueError(f"{key} is at most {limit:,} in absolute value")
     return node.func.id, args, kwargs
+
+
+def _check_literal(value, depth: int) -> None:
+    """Numbers within +-MAX_NUMBER and finite, containers at most MAX_DEPTH deep and MAX_ITEMS long."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, (int, float)):
+        if not (abs(value) <= MAX_NUMBER):  # also refuses nan
+            raise ValueError(f"numbers are at most {MAX_NUMBER:,} in absolute value")
+        return
+    if isinstance(value, complex):
+        raise ValueError("complex numbers are not allowed")
+    if isinstance(value, (list, tuple, set, dict)):
+        if depth >= MAX_DEPTH or len(value) > MAX_ITEMS:
+            raise ValueError(f"containers are at most {MAX_DEPTH} deep and {MAX_ITEMS:,} long")
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        for v in items:
+            _check_literal(v, depth + 1)
 
 
 def format_call(name: str, args: list, kwargs: dict) -> str:
@@ -187,9 +223,10 @@ class Backends:
         except TypeError as e:
             return f"Error during execution: {e}"
         try:
-            return result_text(method(*args, **kwargs))
+            with decimal.localcontext():  # square_root sets the decimal precision of the whole process
+                return result_text(method(*args, **kwargs))
         except Exception as e:  # the backends raise on bad values; the agent sees the error text
-            return f"Error during execution: {e}"
+            return f"Error during execution: {' '.join(str(e).split())[:200]}"
 
 
 def run_turns(entry: dict, long_context: bool) -> tuple[list, list[list[str]]]:
@@ -364,7 +401,9 @@ class BFCLEnv(TextEnv):
     def map_action(self, action: str) -> str:
         """The "mapped" mode: the first call-looking text with its tool name replaced by the closest
         available name (arguments kept); end_turn() when there is no call at all. Deterministic."""
-        m = re.search(r"([A-Za-z_]\w*)\s*\((.*)\)", action)
+        # the regex backtracks (quadratic in the length): answers are cut to 2,000 characters first
+        # (an answer of the default 96 tokens is ~400)
+        m = re.search(r"([A-Za-z_]\w*)\s*\((.*)\)", action[:2000])
         if not m:
             return END_TURN
         names = sorted(self._available() | {"end_turn"})

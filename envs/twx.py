@@ -51,12 +51,17 @@ N_TRAIN_SEEDS, N_DEV_SEEDS = 700, 100  # train-fold seeds [0, 700) train, [700, 
 
 
 def _override(params: str, overrides: str) -> str:
+    """The game's settings with key=value overrides; only the game's own keys, whole numbers >= 0."""
     d = dict(kv.split("=", 1) for kv in params.split(","))
     for kv in overrides.split(","):
         if "=" not in kv:
             raise EnvError(f"bad setting {kv!r} in env name: expected key=value")
-        k, v = kv.split("=", 1)
-        d[k.strip()] = v.strip()
+        k, v = (x.strip() for x in kv.split("=", 1))
+        if k not in d:
+            raise EnvError(f"unknown setting {k!r}; this game's settings: {', '.join(d)}")
+        if not v.isdigit():
+            raise EnvError(f"bad value {kv!r}: expected a whole number >= 0")
+        d[k] = v
     return ",".join(f"{k}={v}" for k, v in d.items())
 
 
@@ -77,6 +82,13 @@ class TWXEnv(TextEnv):
         self._env = TextWorldExpressEnv(envStepLimit=100)
         self._infos: dict = {}
         self._notes: list[str] = []
+        if overrides:  # a changed setting must generate a game, for in-domain and ood alike: checked now
+            try:
+                for split in ("train", "ood"):
+                    self._load(self.tasks(split)[0], gold=False)
+            except EnvError:
+                self.close()  # its JVM
+                raise
 
     def tasks(self, split: str) -> list[dict]:
         if split == "train":
@@ -93,9 +105,14 @@ class TWXEnv(TextEnv):
                 for s in seeds]
 
     def _load(self, task: dict, gold: bool) -> str:
-        obs, infos = self._env.reset(seed=task["seed"], gameFold=task["fold"], gameName=self.game,
-                                     gameParams=task["params"], generateGoldPath=gold)
+        try:
+            obs, infos = self._env.reset(seed=task["seed"], gameFold=task["fold"], gameName=self.game,
+                                         gameParams=task["params"], generateGoldPath=gold)
+        except ValueError as e:  # the generator's check of a setting ("Number of locations must be ...")
+            raise EnvError(f"{self.name}: {' '.join(str(e).split())}") from None
         self._infos, self._notes = infos, []
+        if obs.strip().startswith("ERROR"):  # e.g. numLocations=0: the generator refuses the setting
+            raise EnvError(f"{self.name}: the game generator refused {task['params']!r} ({obs.strip()})")
         return obs.strip()
 
     def expert_actions(self, task: dict) -> list[str]:

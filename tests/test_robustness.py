@@ -1,0 +1,307 @@
+"""What a user can get wrong, and what a kill does: one line, exit 2, nothing half-written; resumes are
+byte-identical; one writer per output folder; BFCL answers are bounded."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import collect
+import common
+import envs
+import evaluate
+import iwm
+import train
+from conftest import ROOT, run_script
+
+COLLECT = ["--env", "textcraft", "--tasks", "4", "--chunk", "4", "--k-iwm", "1", "--k-sr", "1",
+           "--model", "tiny-random", "--dtype", "fp32"]
+
+
+# ---- arguments --------------------------------------------------------------------------------
+@pytest.mark.parametrize("module, argv, flag", [
+    (collect, ["--tasks", "-1", "--out", "x"], "--tasks"),
+    (collect, ["--chunk", "0", "--out", "x"], "--chunk"),
+    (collect, ["--k-iwm", "-1", "--out", "x"], "--k-iwm"),
+    (collect, ["--temperature", "abc", "--out", "x"], "--temperature"),
+    (evaluate, ["--episodes", "-1", "--out", "x"], "--episodes"),
+    (evaluate, ["--batch", "0", "--out", "x"], "--batch"),
+    (train, ["--data", "d", "--epochs", "0"], "--epochs"),
+    (train, ["--data", "d", "--lr", "-1"], "--lr"),
+    (train, ["--data", "d", "--warmup", "2"], "--warmup"),
+    (iwm, ["--run", "r", "--k", "-2"], "--k"),
+])
+def test_a_bad_argument_is_one_line_and_exit_2(module, argv, flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        module.parse_args(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"argument {flag}" in err[0], err
+
+
+def test_more_tasks_than_the_split_holds_is_refused_before_any_file(tmp_path):
+    r = run_script("collect.py", "--env", "textcraft", "--split", "dev", "--tasks", "41", "--k-sr", "0",
+                   "--out", tmp_path / "c")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: --tasks 41: the dev split of textcraft has 40 tasks"]
+    assert not (tmp_path / "c").exists()
+
+
+# ---- env settings -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name, message", [
+    ("twx-cooking:nosuch=1", "unknown setting 'nosuch'"),
+    ("twx-cooking:numLocations=abc", "bad value 'numLocations=abc'"),
+    ("twx-cooking:numLocations=0", "Number of locations must be greater than one"),
+    ("textcraft:distractors=x", "bad setting"),
+])
+def test_a_bad_env_setting_is_refused_at_make(name, message):
+    with pytest.raises(envs.EnvError, match=message):
+        envs.make(name)
+
+
+def test_a_game_that_cannot_be_generated_writes_nothing(tmp_path):
+    r = run_script("collect.py", "--env", "twx-cooking:numLocations=0", "--tasks", "1", "--k-sr", "0",
+                   "--out", tmp_path / "c")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "Number of locations" in r.stderr and not (tmp_path / "c").exists()
+
+
+# ---- bad files --------------------------------------------------------------------------------
+def write_rows(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+GOOD = {"id": "t/0", "task_id": "t", "step": 0, "state": "s", "expert": {"action": "a", "next_state": "n"},
+        "alternatives": [{"action": "b", "next_state": "m", "source": "valid"}]}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({k: v for k, v in GOOD.items() if k != "alternatives"}, "rollouts.jsonl:2: missing key 'alternatives'"),
+    ({**GOOD, "alternatives": [{"action": "b", "source": "valid"}]}, r"rollouts.jsonl:2: 'alternatives'\[0\]: missing key 'next_state'"),
+    ({**GOOD, "step": "0"}, "rollouts.jsonl:2: 'step': expected int, got str"),
+    ({**GOOD, "expert": None}, "rollouts.jsonl:2: 'expert': expected an object"),
+])
+def test_a_malformed_rollout_row_names_file_and_line(tmp_path, bad, message):
+    write_rows(tmp_path / "rollouts.jsonl", [GOOD, bad])
+    with pytest.raises(common.UserError, match=message):
+        iwm.main(["--run", str(tmp_path)])
+    assert not (tmp_path / "iwm.jsonl").exists()
+
+
+def test_a_message_without_role_names_file_and_line(tmp_path, tiny):
+    _, tok = tiny
+    write_rows(tmp_path / "d.jsonl", [{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]},
+                                      {"messages": [{"content": "x"}]}])
+    with pytest.raises(common.UserError, match=r"d.jsonl:2: 'messages'\[0\]: missing key 'role'"):
+        train.load_examples(tok, [str(tmp_path / "d.jsonl")], 256)
+
+
+def test_scripts_turn_bad_inputs_into_one_line(tmp_path):
+    write_rows(tmp_path / "run" / "rollouts.jsonl", [GOOD, {"id": 1}])
+    (tmp_path / "notmodel").mkdir()
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["iwm.py", "--run", tmp_path / "run"], "rollouts.jsonl:2: 'id': expected str, got int"),
+        (["evaluate.py", "--model", tmp_path / "notmodel", "--episodes", "1", "--out", tmp_path / "ev"], "not a model"),
+        (["evaluate.py", "--model", "tiny-random", "--episodes", "1", "--out", tmp_path / "afile" / "ev"], "afile"),
+        (["train.py", "--data", tmp_path / "run", "--out", tmp_path / "ck"], "is a folder"),
+        (["reflect.py", "--run", tmp_path / "run", "--model", "tiny-random"], "rollouts.jsonl:2: 'id': expected str"),
+        (["budget.py", "--ckpt", tmp_path / "notmodel", "--env", "textcraft"], "not a finished train.py checkpoint"),
+        (["rl.py", "--init", tmp_path / "notmodel", "--env", "textcraft", "--out", tmp_path / "rl"], "not a model"),
+        (["collect.py", "--env", "textcraft", "--tasks", "1", "--model", tmp_path / "notmodel", "--out", tmp_path / "c"], "not a model"),
+    ]
+    for argv, message in cases:
+        r = run_script(*argv)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and message in lines[0], (argv, r.stderr[-500:])
+    assert not any((tmp_path / d).exists() for d in ("ev", "ck", "rl", "c"))
+    assert not (tmp_path / "run" / "iwm.jsonl").exists()
+
+
+def test_a_failed_evaluation_leaves_no_args_file_and_the_corrected_command_runs(tmp_path):
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "args.json").write_text(json.dumps({"model": "other", "env": "twx-cooking"}))  # no episode written
+    with pytest.raises(common.UserError, match="not a model"):
+        (tmp_path / "nm").mkdir()
+        evaluate.main(["--model", str(tmp_path / "nm"), "--env", "textcraft", "--episodes", "1", "--out", str(out)])
+    assert json.loads((out / "args.json").read_text())["model"] == "other"  # not rewritten by the failure
+    rows = evaluate.main(["--model", "tiny-random", "--dtype", "fp32", "--env", "textcraft", "--split", "test",
+                          "--episodes", "1", "--max-steps", "2", "--out", str(out)])
+    assert rows[0]["n"] == 1 and json.loads((out / "args.json").read_text())["model"] == "tiny-random"
+
+
+# ---- resume by whole units ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    collect.main(COLLECT + ["--out", str(out)])
+    return out
+
+
+def test_collect_killed_anywhere_in_a_chunk_resumes_byte_identical(whole, tmp_path):
+    ex, ro = (whole / "expert.jsonl").read_text(), (whole / "rollouts.jsonl").read_text()
+    stats = json.loads((whole / "collect_stats.json").read_text())
+    ex_lines, ro_lines = ex.splitlines(True), ro.splitlines(True)
+    first = json.loads(ro_lines[0])["task_id"]
+    n_first = sum(json.loads(x)["task_id"] == first for x in ro_lines)
+    cuts = {  # what a kill can leave: (expert.jsonl, rollouts.jsonl)
+        "mid expert line": (ex[: len(ex) // 2], None),
+        "experts written, rollouts torn": (ex, "".join(ro_lines[:n_first]) + ro_lines[n_first][:50]),
+        "one task finished": (ex, "".join(ro_lines[:n_first])),
+        "all written, no stats": (ex, ro),
+    }
+    for name, (e, r) in cuts.items():
+        out = tmp_path / name.replace(" ", "-").replace(",", "")
+        out.mkdir()
+        (out / "expert.jsonl").write_text(e)
+        if r is not None:
+            (out / "rollouts.jsonl").write_text(r)
+        collect.main(COLLECT + ["--out", str(out)])
+        assert (out / "expert.jsonl").read_text() == ex, name
+        assert (out / "rollouts.jsonl").read_text() == ro, name
+        got = json.loads((out / "collect_stats.json").read_text())
+        assert {k: v for k, v in got.items() if k != "this_run"} == {k: v for k, v in stats.items() if k != "this_run"}
+        assert got["expert_steps"] == len(ex_lines) and got["tasks"] == 4
+
+
+def test_collect_killed_by_a_signal_resumes_byte_identical(whole, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "collect.py", *COLLECT, "--chunk", "1", "--out", str(out)]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None:  # kill as soon as the first lines are out
+        if (out / "rollouts.jsonl").exists() and (out / "rollouts.jsonl").stat().st_size:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    collect.main(COLLECT + ["--chunk", "1", "--out", str(out)])
+    ref = tmp_path / "ref"
+    collect.main(COLLECT + ["--chunk", "1", "--out", str(ref)])
+    for f in ("expert.jsonl", "rollouts.jsonl"):
+        assert (out / f).read_bytes() == (ref / f).read_bytes()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]  # no temp files
+
+
+# ---- one writer per folder -------------------------------------------------------------------
+def test_a_second_writer_on_the_same_folder_is_refused_and_a_dead_one_does_not_block(tmp_path):
+    out = tmp_path / "ev"
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time, common; common.lock_output(sys.argv[1], 'evaluate'); "
+                               "print('locked', flush=True); time.sleep(600)", str(out)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    r = run_script("evaluate.py", "--model", "tiny-random", "--env", "textcraft", "--episodes", "1",
+                   "--out", out)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: {out}: another evaluate process (pid {holder.pid}) is writing here; "
+        "wait for it to finish or use another output folder"]
+    assert sorted(p.name for p in out.iterdir()) == [".evaluate.lock"]  # nothing else written
+    os.kill(holder.pid, signal.SIGKILL)  # a killed writer leaves no stuck lock
+    holder.wait()
+    rows = evaluate.main(["--model", "tiny-random", "--dtype", "fp32", "--env", "textcraft", "--split", "test",
+                          "--episodes", "1", "--max-steps", "2", "--out", str(out)])
+    assert rows[0]["n"] == 1
+
+
+# ---- BFCL: answers are bounded --------------------------------------------------------------
+@pytest.mark.parametrize("answer, message", [
+    ("f(" + "[" * 3000 + "]" * 3000 + ")", "not a Python call"),
+    ("(" * 5000, "not a Python call"),
+    ("ls(a='" + "y" * 20000 + "')", "at most 10,000 characters"),
+    ("power(base=3, exponent=1000000000)", "exponent is at most 1,000"),
+    ("square_root(number=2, precision=100000000)", "precision is at most 1,000"),
+    ("mean(numbers=[1e400])", "numbers are at most"),
+    ("f(" + "[" * 5 + "1" + "]" * 5 + ")", "containers are at most 4 deep"),
+])
+def test_bfcl_answers_beyond_the_bounds_get_the_envs_error_text(answer, message):
+    env = envs.make("bfcl")
+    env.reset(env.tasks("train")[0])
+    t0 = time.time()
+    obs, reward, _ = env.step(answer)
+    assert message in obs and obs.startswith("Error: could not parse") and reward == 0.0
+    assert time.time() - t0 < 1.0
+    t0 = time.time()
+    env.map_action("a" * 100_000)
+    assert time.time() - t0 < 1.0
+
+
+def test_rl_killed_after_an_update_resumes_to_the_same_updates(tmp_path):
+    import torch
+
+    import rl
+
+    argv = ["--init", "tiny-random", "--dtype", "fp32", "--env", "textcraft", "--lr", "1e-2", "--updates", "3",
+            "--tasks-per-update", "2", "--group", "2", "--train-tasks", "4", "--batch", "4", "--max-steps", "2",
+            "--eval-every", "0", "--threads", "1"]
+    killed = tmp_path / "killed"
+    p = subprocess.Popen([sys.executable, "rl.py", *argv, "--out", str(killed)], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and not (killed / rl.STATE).exists():
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert (killed / rl.STATE).exists() and not (killed / "ckpt").exists()  # killed after update 1, before the end
+    rl.main(argv + ["--out", str(killed)])
+    whole = tmp_path / "whole"
+    rl.main(argv + ["--out", str(whole)])
+    timing = {"seconds", "rollout_s", "update_s", "tokens_per_s"}
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
+    assert strip(common.read_jsonl(killed / "curve.jsonl")) == strip(common.read_jsonl(whole / "curve.jsonl"))
+    assert [r["update"] for r in common.read_jsonl(killed / "curve.jsonl")] == [1, 2, 3]
+    a = dict(common.load_model(str(killed / "ckpt"), dtype="fp32")[0].named_parameters())
+    b = dict(common.load_model(str(whole / "ckpt"), dtype="fp32")[0].named_parameters())
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    assert not (killed / rl.STATE).exists()  # a finished run keeps only its checkpoint
+    with pytest.raises(common.UserError, match="another setting"):  # a resume point of another setting is refused
+        torch.save({"update": 1, "setting": {"lr": 1.0}}, whole / rl.STATE)
+        rl.main(argv + ["--out", str(whole)])
+
+
+def test_evaluate_killed_in_a_wave_resumes_byte_identical(tmp_path):
+    argv = ["--model", "tiny-random", "--dtype", "fp32", "--env", "textcraft", "--split", "test", "ood",
+            "--episodes", "3", "--batch", "2", "--max-steps", "3"]
+    whole = tmp_path / "whole"
+    evaluate.main(argv + ["--out", str(whole)])
+    files = {f: (whole / f).read_text() for f in ("test.jsonl", "ood.jsonl", "summary.jsonl")}
+    test_lines = files["test.jsonl"].splitlines(True)
+    cuts = {  # waves: [test 0, test 1], [test 2, ood 0], [ood 1, ood 2]
+        "first wave, torn third line": {"test.jsonl": "".join(test_lines[:2]) + test_lines[2][:40]},
+        "half of a wave": {"test.jsonl": test_lines[0]},
+        "all but the summary": {"test.jsonl": files["test.jsonl"], "ood.jsonl": files["ood.jsonl"]},
+    }
+    for name, written in cuts.items():
+        out = tmp_path / name.replace(" ", "-").replace(",", "")
+        out.mkdir()
+        (out / "args.json").write_text((whole / "args.json").read_text())
+        for f, text in written.items():
+            (out / f).write_text(text)
+        evaluate.main(argv + ["--out", str(out)])
+        for f, text in files.items():
+            assert (out / f).read_text() == text, (name, f)
+
+
+def test_reflect_killed_mid_batch_resumes_byte_identical(whole, tmp_path):
+    import shutil
+
+    import reflect
+
+    argv = ["--model", "tiny-random", "--dtype", "fp32", "--k", "1", "--batch", "4", "--max-new-tokens", "12"]
+    ref = tmp_path / "ref"
+    shutil.copytree(whole, ref)
+    reflect.main(argv + ["--run", str(ref)])
+    log = (ref / "reflections.jsonl").read_text()
+    lines = log.splitlines(True)
+    assert len(lines) > 5
+    out = tmp_path / "cut"
+    shutil.copytree(whole, out)
+    (out / "reflections.jsonl").write_text("".join(lines[:5]) + lines[5][:30])  # killed in the second batch
+    reflect.main(argv + ["--run", str(out)])
+    for f in ("reflections.jsonl", "reflect.jsonl", "reflect_stats.json"):
+        assert (out / f).read_text() == (ref / f).read_text(), f
