@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 
 import common
+import models
+import agent
 import envs
 import prompts
 
@@ -53,14 +55,14 @@ def parse_args(argv=None):
     p.add_argument("--k-sr", type=common.at_least(0), default=3, help="policy-sampled alternatives per expert state (reflection)")
     p.add_argument("--k-proposals", type=common.at_least(0), default=0,
                    help="policy proposals per expert state executed as written, invalid ones kept (world modelling)")
-    p.add_argument("--model", default=common.EMBEDDED, help="the initial policy that proposes alternatives")
+    p.add_argument("--model", default=models.EMBEDDED, help="the initial policy that proposes alternatives")
     p.add_argument("--temperature", type=common.at_least(0, float), default=1.0, help="sampling temperature of policy proposals")
     p.add_argument("--max-new-tokens", type=common.at_least(1), default=24, help="length cap of a proposal")
     p.add_argument("--chunk", type=common.at_least(1), default=8, help="tasks per batched proposal call (also the resume unit)")
     p.add_argument("--shard", default="0/1", help="I/N: process the I-th of N contiguous parts of the tasks")
     p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed")
     p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, models.fast_bf16), bf16, fp32")
     p.add_argument("--out", required=True, help="run folder")
     return p.parse_args(argv)
 
@@ -93,7 +95,7 @@ def policy_alternatives(rng: random.Random, proposals: list[str], env, expert: s
     by uniform draws from the unused valid actions (the paper's rule). `env` is in the expert state."""
     chosen, seen = [], {expert}
     for text in proposals:
-        a = common.parse_action(text)
+        a = agent.parse_action(text)
         if a not in seen and env.is_valid(a):
             chosen.append({"action": a, "replaced": False})
             seen.add(a)
@@ -107,7 +109,7 @@ def raw_proposals(proposals: list[str], expert: str, k: int) -> list[str]:
     invalid one is kept (its outcome, the game's error text, is what world modelling should learn)."""
     chosen = []
     for text in proposals:
-        a = common.parse_action(text)
+        a = agent.parse_action(text)
         if a and a != expert and a not in chosen:
             chosen.append(a)
     return chosen[:k]
@@ -136,7 +138,7 @@ def collect_chunk(env, chunk: list[dict], index: int, args, model, tok, env_name
     if samples > 0 and states:
         common.seed_unit(args.seed, index)
         chats = [prompts.policy_messages(s["state"]) for _, s in states]
-        proposals = common.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
+        proposals = agent.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
                                     temperature=args.temperature, num_samples=samples, batch_size=8)
     expert_rows, rollout_rows, n_branches, n_replaced = [], [], 0, 0
     for (task, s), props in zip(states, proposals):
@@ -223,7 +225,7 @@ def main(argv=None):
     common.set_threads(args.threads)
     model = tok = None
     if args.k_sr > 0 or args.k_proposals > 0:
-        model, tok = common.load_model(args.model, dtype=args.dtype)
+        model, tok = models.load_model(args.model, dtype=args.dtype)
         model.eval()
     common.save_args(args, out, "collect_args.json")  # after the inputs loaded
     done = resume(out)

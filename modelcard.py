@@ -3,7 +3,7 @@
 A checkpoint's adapter_config.json names its base by a path or hub id that plain peft resolves
 (`AutoPeftModelForCausalLM.from_pretrained(ckpt)` works): for the embedded model and the tiny test
 model, the converted folder in the local cache. Our own name for the base (the alias, e.g.
-`smollm2-135m`) is kept in base_model.json beside it, so that common.load_model still finds the base
+`smollm2-135m`) is kept in base_model.json beside it, so that models.load_model still finds the base
 when the checkpoint moves to a machine whose cache lies elsewhere.
 
 The model card replaces peft's empty template with what train.py knows (the method, the data, the

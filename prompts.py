@@ -67,7 +67,7 @@ def policy_messages(state: str, answer: str | None = None) -> list[dict]:
 
 
 def action_answer(action: str, thought: str | None = None) -> str:
-    """The assistant's answer format; common.parse_action reads it back."""
+    """The assistant's answer format; agent.parse_action reads it back."""
     return (f"Thought: {thought}\n" if thought else "") + f"Action: {action}"
 
 

@@ -33,13 +33,15 @@ import re
 from pathlib import Path
 
 import common
+import models
+import agent
 import prompts
 
 
 def parse_args(argv=None):
     p = common.ArgParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="run folder holding rollouts.jsonl")
-    p.add_argument("--model", default=common.EMBEDDED, help="the model that writes reflections (the initial policy)")
+    p.add_argument("--model", default=models.EMBEDDED, help="the model that writes reflections (the initial policy)")
     p.add_argument("--k", type=common.at_least(1), default=3, help="at most K policy alternatives shown per state (paper: 2-4)")
     p.add_argument("--conclude", choices=["model", "append"], default="append",
                    help="who writes the final 'Action: a_i' line (see the docstring)")
@@ -52,7 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--show", type=common.at_least(0), default=0, help="print N kept examples for a person to read")
     p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed")
     p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, models.fast_bf16), bf16, fp32")
     return p.parse_args(argv)
 
 
@@ -75,7 +77,7 @@ def repeats(text: str) -> bool:
 def judge(text: str, action: str, conclude: str, min_words: int) -> tuple[str | None, str]:
     """(reason to drop or None, the cleaned reasoning c_i)."""
     idx = text.rfind("Action:")
-    said = common.parse_action(text) if idx >= 0 else None
+    said = agent.parse_action(text) if idx >= 0 else None
     thought = prompts.squash(text[:idx] if idx >= 0 else text)
     thought = re.sub(r"^(Thought|Reasoning)\s*:\s*", "", thought, flags=re.I)
     if conclude == "model" and said != action:
@@ -130,7 +132,7 @@ def main(argv=None):
     done = common.resume_jsonl(log)
     todo = [b for b in mine if any(r["id"] not in done for r in batches[b])]
     if todo:
-        model, tok = common.load_model(args.model, dtype=args.dtype)
+        model, tok = models.load_model(args.model, dtype=args.dtype)
         model.eval()
     common.save_args(args, out, "reflect_args.json")  # after the inputs loaded
     if todo:
@@ -138,7 +140,7 @@ def main(argv=None):
             part = batches[b]
             common.seed_unit(args.seed, b)
             chats = [reflection_prompt(r, args.k, args.conclude == "model") for r in part]
-            texts = common.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
+            texts = agent.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
                                     temperature=args.temperature, batch_size=args.batch)
             for r, text in zip(part, texts):
                 if r["id"] in done:  # written before an interruption

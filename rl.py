@@ -6,7 +6,7 @@ than starting from IL.
 
 One update:
   1. rollouts: M training tasks, G episodes each from the same start (a group), sampled at
-     temperature 1.0, all played in lockstep by common.run_episodes (the loop evaluate.py uses);
+     temperature 1.0, all played in lockstep by agent.run_episodes (the loop evaluate.py uses);
   2. reward R: 1 for task success else 0 (or the game's 0-1 score), minus --invalid-penalty per
      invalid action as a fraction of the episode's steps;
   3. advantage A = (R - mean of the group) / (std of the group + eps), one number per episode,
@@ -18,7 +18,7 @@ One update:
         ratio = exp(logp_t - logp_old_t)
         L = -min(ratio * A, clip(ratio, 1-eps, 1+eps) * A) + beta * k3(logp_ref_t - logp_t)
      with k3(x) = exp(x) - x - 1 >= 0 (an unbiased, always-positive KL estimate). The tokens are
-     exactly the assistant answer of each step (common.encode_chat's mask), the state text is
+     exactly the assistant answer of each step (chat.encode_chat's mask), the state text is
      the one evaluation uses.
 
 Two choices that decide whether it learns at all (measured on the tiny model, README):
@@ -38,8 +38,8 @@ LoRA trick for the reference policy: a fresh LoRA adapter ("rl") is trained on t
 policy, and the reference policy (for KL) is the same model with that adapter switched off, so no
 second copy of the model is needed. When --init is a train.py LoRA checkpoint, its adapter stays
 loaded, frozen and active beside "rl" (not merged: merging a LoRA update into bf16 weights rounds
-most of it away, common.load_model); the reference is then "start adapter only". The saved
-checkpoint is the "rl" adapter over --init, and common.load_model stacks the two again.
+most of it away, models.load_model); the reference is then "start adapter only". The saved
+checkpoint is the "rl" adapter over --init, and models.load_model stacks the two again.
 
 Inputs:  --init (a train.py checkpoint or any model); the env's train split
 Outputs: OUT/curve.jsonl (one line per update), OUT/ckpt/ (adapter over --init), OUT/args.json;
@@ -60,12 +60,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import common
+import models
+import chat
+import agent
 import envs
 
 
 def parse_args(argv=None):
     p = common.ArgParser(description=__doc__.split("\n")[0])
-    p.add_argument("--init", default=common.EMBEDDED, help="start policy: checkpoint folder or model name")
+    p.add_argument("--init", default=models.EMBEDDED, help="start policy: checkpoint folder or model name")
     p.add_argument("--env", default="twx-cooking", help=f"environment: {', '.join(envs.ENV_NAMES)}")
     p.add_argument("--updates", type=common.at_least(1), default=50, help="policy updates")
     p.add_argument("--tasks-per-update", type=common.at_least(1), default=2, help="M: training tasks per update")
@@ -91,7 +94,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-episodes", type=common.at_least(0), default=30, help="test episodes per evaluation (greedy)")
     p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed")
     p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, models.fast_bf16), bf16, fp32")
     p.add_argument("--track", default="none", choices=["none", "tensorboard", "wandb"], help="none, tensorboard (event files in OUT/tb/) or wandb (offline): tracking.py")
     p.add_argument("--plot", nargs="+", default=None, metavar="RUN", help="plot the curves of these rl.py outputs to --out (PNG)")
     p.add_argument("--out", required=True, help="output folder (or PNG file with --plot)")
@@ -127,15 +130,15 @@ def step_examples(tok, episodes: list[dict], advantages: list[float]) -> list[di
             answer = step.get("answer_ids")
             if answer is None:  # an episode recorded without ids: fall back to the answer's text
                 try:
-                    ids, labels = common.encode_chat(tok, step["messages"] + [{"role": "assistant", "content": step["answer"]}])
+                    ids, labels = chat.encode_chat(tok, step["messages"] + [{"role": "assistant", "content": step["answer"]}])
                 except common.UserError:
                     continue  # an empty answer has no token to learn from
             else:
                 if not answer:
                     continue
-                prompt = tok(common.render(tok, step["messages"], add_generation_prompt=True),
+                prompt = tok(chat.render(tok, step["messages"], add_generation_prompt=True),
                              add_special_tokens=False)["input_ids"]
-                ids, labels = prompt + list(answer), [common.IGNORE] * len(prompt) + list(answer)
+                ids, labels = prompt + list(answer), [chat.IGNORE] * len(prompt) + list(answer)
             out.append({"ids": ids, "labels": labels, "adv": adv, "episode_steps": len(ep["trajectory"])})
     return out
 
@@ -145,10 +148,9 @@ def token_logprobs(model, batch, device):
     token's weight: the record's answer weight "w" (1 if absent) / (tokens in its answer)."""
     import torch
 
-    import train
 
-    ids, labels, mask = train.collate(batch, 0, device)
-    logp, keep = train.target_logprobs(model, ids, mask, labels)
+    ids, labels, mask = chat.collate(batch, 0, device)
+    logp, keep = chat.target_logprobs(model, ids, mask, labels)
     adv = torch.tensor([e["adv"] for e in batch], device=device)[:, None].expand_as(keep)[keep]
     per_answer = keep.sum(1, keepdim=True).clamp(min=1).float()
     w = torch.tensor([e.get("w", 1.0) for e in batch], device=device)[:, None]
@@ -190,7 +192,7 @@ def build_policy(args):
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    model, tok = common.load_model(args.init, dtype="fp32" if args.full else args.dtype)
+    model, tok = models.load_model(args.init, dtype="fp32" if args.full else args.dtype)
     if args.full:
         if isinstance(model, PeftModel):
             model = model.merge_and_unload()
@@ -225,7 +227,7 @@ def reference_policy(model):
 def evaluate_greedy(model, tok, args, pool, split: str = "test") -> float:
     tasks = pool[0].tasks(split)[: args.eval_episodes]
     model.eval()
-    eps = list(common.run_episodes(model, tok, args.env, tasks, batch=args.batch, max_steps=args.max_steps or None,
+    eps = list(agent.run_episodes(model, tok, args.env, tasks, batch=args.batch, max_steps=args.max_steps or None,
                                    max_new_tokens=args.max_new_tokens, progress=None, pool=pool))
     return sum(e["success"] for e in eps) / len(eps)
 
@@ -253,7 +255,7 @@ def update(model, tok, opt, episodes: list[dict], args, device) -> dict:
     if not records:
         return stats
     use_ref = args.kl > 0 and not args.full
-    autocast = common.train_autocast(model)
+    autocast = models.train_autocast(model)
     model.eval()
     # old (and reference) log-probs, computed exactly as the new ones are (same autocast): in bf16 the
     # two routes can differ by a few hundredths of a nat, enough to push ratios out of the clip range
@@ -261,7 +263,7 @@ def update(model, tok, opt, episodes: list[dict], args, device) -> dict:
         for i in range(0, len(records), args.micro_batch):
             part = records[i: i + args.micro_batch]
             old, _, _ = token_logprobs(model, part, device)
-            sizes = [sum(x != common.IGNORE for x in e["labels"][1:]) for e in part]
+            sizes = [sum(x != chat.IGNORE for x in e["labels"][1:]) for e in part]
             ref = None
             if use_ref:
                 with reference_policy(model):
@@ -421,7 +423,7 @@ def main(argv=None):
         common.seed_unit(args.seed, u)
         t_roll = time.time()
         model.eval()
-        episodes = list(common.run_episodes(model, tok, args.env, batch, batch=args.batch,
+        episodes = list(agent.run_episodes(model, tok, args.env, batch, batch=args.batch,
                                             max_steps=args.max_steps or None, temperature=args.temperature,
                                             max_new_tokens=args.max_new_tokens, keep_messages=True, progress=None,
                                             pool=pool))
@@ -442,10 +444,9 @@ def main(argv=None):
     tracker.close()
     for env in pool:
         env.close()
-    import train  # the same atomic checkpoint writer as supervised training
 
     base_name = args.init
-    train.save_checkpoint(model, tok, args, base_name, common.read_jsonl(curve), out / "ckpt",
+    models.save_checkpoint(model, tok, args, base_name, common.read_jsonl(curve), out / "ckpt",
                           adapter=None if args.full else RL_ADAPTER)
     (out / STATE).unlink(missing_ok=True)  # the run is complete: its checkpoint is the record
     print(f"saved {out / 'ckpt'}")

@@ -12,12 +12,12 @@ stage 2 = the imitation budget in optimizer steps ("matched": give stage 2 --ste
 stage-1 steps; when one world-model epoch alone exceeds the budget, run.sh gives each stage half of
 it with --steps). run.sh trains both.
 
-Details that matter and are written out below: masks built from token ids (common.encode_chat; the
+Details that matter and are written out below: masks built from token ids (chat.encode_chat; the
 end-of-turn token is trained so the model learns to stop); the language-model head is applied only at
 target positions (the 49k-word head over ~300 prompt positions would dominate a CPU step);
 length-grouped batches (less padding); cosine schedule with warm-up; LoRA by default (--full for all
 weights); bf16 compute where the device has fast bf16 (CUDA; a CPU with AVX-512 or AMX: base weights bf16,
-LoRA weights fp32, autocast), plain fp32 elsewhere (common.fast_bf16).
+LoRA weights fp32, autocast), plain fp32 elsewhere (models.fast_bf16).
 
 More than one process: `torchrun --nproc_per_node N train.py ...` runs the same script under
 DistributedDataParallel (gloo on CPU, nccl on GPU). Every process draws the same batches; each takes
@@ -39,18 +39,18 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import common
+import models
+import chat
 
 
 def parse_args(argv=None):
     p = common.ArgParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", nargs="+", required=True, help="chat JSONL files, concatenated and shuffled")
-    p.add_argument("--model", default=common.EMBEDDED, help="base model (ignored with --init)")
+    p.add_argument("--model", default=models.EMBEDDED, help="base model (ignored with --init)")
     p.add_argument("--init", default=None, help="continue from this checkpoint with a fresh optimizer")
     p.add_argument("--out", default=None, help="checkpoint folder to write (required unless --export)")
     p.add_argument("--epochs", type=common.at_least(0, float, strict=True), default=2, help="passes over the data (ignored if --steps > 0)")
@@ -65,7 +65,7 @@ def parse_args(argv=None):
     p.add_argument("--max-len", type=common.at_least(8), default=4096, help="cut examples to this many tokens (bfcl states reach ~1,300)")
     p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed (shuffling, LoRA init)")
     p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
-    p.add_argument("--dtype", default="auto", help="weights: auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, common.fast_bf16), bf16, fp32")
+    p.add_argument("--dtype", default="auto", help="weights: auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, models.fast_bf16), bf16, fp32")
     p.add_argument("--attn", choices=["auto", "eager", "sdpa"], default="auto",
                    help="attention kernel: auto = plain matmul (eager) on CPU, the fused default (sdpa) on GPU")
     p.add_argument("--save-every", type=common.at_least(0), default=0,
@@ -96,7 +96,7 @@ def load_examples(tok, paths: list[str], max_len: int) -> list[dict]:
             if tools is not None and not isinstance(tools, list):
                 raise common.UserError(f"{path}:{n}: 'tools' must be a list of function schemas")
             try:
-                ids, labels = common.encode_chat(tok, row["messages"], max_len, tools=tools)
+                ids, labels = chat.encode_chat(tok, row["messages"], max_len, tools=tools)
             except common.UserError as e:
                 raise common.UserError(f"{path}:{n}: {e}") from None
             examples.append({"ids": ids, "labels": labels, "source": Path(path).name})
@@ -141,37 +141,8 @@ def length_grouped_batches(examples: list[dict], batch: int, rng: random.Random)
     return batches
 
 
-def collate(examples: list[dict], pad_id: int, device):
-    """Right-padded tensors; padding is masked out of attention and labels."""
-    import torch
-
-    width = max(len(e["ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), common.IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, e in enumerate(examples):
-        n = len(e["ids"])
-        ids[i, :n] = torch.tensor(e["ids"])
-        labels[i, :n] = torch.tensor(e["labels"])
-        mask[i, :n] = 1
-    return ids.to(device), labels.to(device), mask.to(device)
-
-
 # ---------------------------------------------------------------------------------------------
 # Loss
-def target_logprobs(model, ids, mask, labels):
-    """Log-probabilities of the target tokens (labels != -100), computing the LM head only there.
-    Returns (logp of each target token [N], the boolean target mask [B, T-1])."""
-    import torch.nn.functional as F
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-    targets = labels[:, 1:]  # position t predicts token t+1
-    keep = targets != common.IGNORE
-    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
-    return -F.cross_entropy(logits, targets[keep], reduction="none"), keep
-
-
 def loss_module(model):
     """target_logprobs as a torch module: DistributedDataParallel synchronises the gradients of what
     runs through its forward, so the loss (not only the model) must be inside the wrapped module."""
@@ -183,14 +154,14 @@ def loss_module(model):
             self.model = model
 
         def forward(self, ids, mask, labels):
-            return target_logprobs(self.model, ids, mask, labels)[0]
+            return chat.target_logprobs(self.model, ids, mask, labels)[0]
 
     return TargetLogprobs(model)
 
 
 def sft_loss_sum(model, ids, mask, labels):
     """Summed negative log-likelihood of the target tokens (divide by the step's token count)."""
-    logp, _ = target_logprobs(model, ids, mask, labels)
+    logp, _ = chat.target_logprobs(model, ids, mask, labels)
     return -logp.sum()
 
 
@@ -200,7 +171,7 @@ def full_logits_loss(model, ids, mask, labels):
 
     logits = model(input_ids=ids, attention_mask=mask).logits.float()
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                           ignore_index=common.IGNORE, reduction="sum")
+                           ignore_index=chat.IGNORE, reduction="sum")
 
 
 def cosine_lr(step: int, total: int, warmup: int) -> float:
@@ -222,8 +193,8 @@ def show_mask(tok, examples: list[dict], n: int) -> None:
         text = Text()
         for t, lab in zip(e["ids"], e["labels"]):
             piece = tok.decode([t])
-            text.append(piece, style="bold green" if lab != common.IGNORE else "dim")
-        trained = sum(lab != common.IGNORE for lab in e["labels"])
+            text.append(piece, style="bold green" if lab != chat.IGNORE else "dim")
+        trained = sum(lab != chat.IGNORE for lab in e["labels"])
         console.print(text)
         console.print(f"[b]{trained} trained tokens of {len(e['ids'])}[/b] ({e['source']})\n")
 
@@ -236,14 +207,14 @@ def build_model(args, device=None):
 
     dtype = "fp32" if args.full else args.dtype  # full fine-tuning keeps fp32 master weights
     if args.init:
-        model, tok = common.load_model(args.init, dtype=dtype, trainable=True, device=device)
+        model, tok = models.load_model(args.init, dtype=dtype, trainable=True, device=device)
         cfg = Path(args.init) / "adapter_config.json"
         import modelcard
 
         base_name = (modelcard.base_alias(Path(args.init)) or json.loads(cfg.read_text())["base_model_name_or_path"]
                      if cfg.exists() else args.init)
     else:
-        model, tok = common.load_model(args.model, dtype=dtype, device=device)
+        model, tok = models.load_model(args.model, dtype=dtype, device=device)
         base_name = args.model
         if not args.full:
             torch.manual_seed(args.seed)
@@ -273,37 +244,6 @@ def setup_distributed():
         device, backend = "cpu", "gloo"
     dist.init_process_group(backend)
     return dist.get_rank(), world, device
-
-
-def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path, adapter: str | None = None) -> None:
-    """Write to a temporary folder, then rename: never a half-written checkpoint. adapter: the one
-    LoRA adapter to save when the model holds several (rl.py's "rl" over a frozen start adapter)."""
-    import modelcard
-
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    # the base as plain peft can resolve it (a hub id or a local folder; the embedded model's converted
-    # folder in the cache), and our alias beside it (modelcard.py) for a machine whose cache lies elsewhere
-    base_ref = str(common.resolve_model_path(base_name))
-    if hasattr(model, "peft_config"):
-        adapter = adapter or "default"
-        model.peft_config[adapter].base_model_name_or_path = base_ref
-        # no hub look-up for the base's config; peft puts an adapter not named "default" in a subfolder
-        model.save_pretrained(tmp, save_embedding_layers=False, selected_adapters=[adapter])
-        if adapter != "default":
-            for f in (tmp / adapter).iterdir():
-                f.rename(tmp / f.name)
-            (tmp / adapter).rmdir()
-    else:
-        model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
-    (tmp / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
-    (tmp / modelcard.ALIAS_FILE).write_text(json.dumps({"alias": base_name}) + "\n")
-    if hasattr(args, "data"):  # train.py's arguments (rl.py writes its own record: args.json, curve)
-        modelcard.write_card(tmp, args, log, base_ref)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
 
 
 def main(argv=None):
@@ -345,7 +285,7 @@ def main(argv=None):
         raise common.UserError("no trainable parameters")
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, total, warmup))
-    autocast = common.train_autocast(model)
+    autocast = models.train_autocast(model)
     loss_fn = loss_module(model)
     if world > 1:
         # DDP averages gradients over processes; each process divides its summed loss by the global
@@ -361,14 +301,14 @@ def main(argv=None):
         if not batches:
             batches = length_grouped_batches(examples, args.batch, rng)
         batch = [examples[i] for i in batches.pop(0)]
-        n_target = sum(sum(lab != common.IGNORE for lab in e["labels"][1:]) for e in batch)  # global
+        n_target = sum(sum(lab != chat.IGNORE for lab in e["labels"][1:]) for e in batch)  # global
         mine = batch[rank::world]
         weight = world
         if not mine:  # a short last batch: run one example with weight 0 so the gradient sync still happens
             mine, weight = batch[:1], 0
         loss_total, tokens = 0.0, 0
         for start in range(0, len(mine), micro):  # gradient accumulation over micro-batches
-            ids, labels, mask = collate(mine[start: start + micro], tok.pad_token_id, device)
+            ids, labels, mask = chat.collate(mine[start: start + micro], tok.pad_token_id, device)
             with autocast:
                 loss = -loss_fn(ids, mask, labels).sum() / n_target * weight
             loss.backward()
@@ -394,10 +334,10 @@ def main(argv=None):
         if rank == 0 and args.save_every and (step + 1) % args.save_every == 0 and step + 1 < total:
             steps_dir = out.parent / f"{out.name}-steps"  # the imitation learning curve, for budget.py
             steps_dir.mkdir(exist_ok=True)
-            save_checkpoint(model, tok, args, base_name, log, steps_dir / f"step-{step + 1:05d}")
+            models.save_checkpoint(model, tok, args, base_name, log, steps_dir / f"step-{step + 1:05d}")
     tracker.close()
     if rank == 0:
-        save_checkpoint(model, tok, args, base_name, log, out)
+        models.save_checkpoint(model, tok, args, base_name, log, out)
         print(f"saved {out} ({total} steps, {len(examples)} examples, final loss {log[-1]['loss']:.3f}, "
               f"{time.time() - t0:.0f} s, {world} process{'es' if world > 1 else ''})")
     if world > 1:

@@ -1,6 +1,6 @@
 """Evaluating a LoRA checkpoint in bf16: the adapter in fp32 (peft's default upcast) or in bf16?
 
-common.load_model keeps a checkpoint's adapter apart from the bf16 base (merging would round most
+models.load_model keeps a checkpoint's adapter apart from the bf16 base (merging would round most
 of the update away: bench/merge_rounding.py). peft then upcasts the adapter to fp32 by default, so
 every adapted layer (210 in SmolLM2-135M) casts its input to fp32 and back for a rank-16 product on
 every token. Training computed that product in bf16 (autocast), so a bf16 adapter is also what the
@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
 import prompts  # noqa: E402
+import agent
+import models
 
 
 def load(ckpt: str, way: str):
@@ -35,10 +37,10 @@ def load(ckpt: str, way: str):
     from peft import PeftModel
 
     if way == "exact":
-        return common.load_model(ckpt, dtype="fp32")  # merged in fp32
+        return models.load_model(ckpt, dtype="fp32")  # merged in fp32
     base_name = json.loads((Path(ckpt) / "adapter_config.json").read_text())["base_model_name_or_path"]
-    base, _ = common.load_model(base_name, dtype="bf16")
-    tok = common._load_tokenizer(ckpt)
+    base, _ = models.load_model(base_name, dtype="bf16")
+    tok = models._load_tokenizer(ckpt)
     model = PeftModel.from_pretrained(base, ckpt, autocast_adapter_dtype=(way == "fp32-adapter"))
     if way == "bf16-merged":
         model = model.merge_and_unload()
@@ -62,7 +64,7 @@ def main(argv=None):
     common.set_threads(args.threads)
     data = Path(args.data) if args.data else Path(args.checkpoint).parent.parent / "expert.jsonl"
     chats = [prompts.policy_messages(r["state"]) for r in common.read_jsonl(data)[: args.states]]
-    gen = lambda m, t: common.generate(m, t, chats, max_new_tokens=args.tokens, batch_size=len(chats))  # noqa: E731
+    gen = lambda m, t: agent.generate(m, t, chats, max_new_tokens=args.tokens, batch_size=len(chats))  # noqa: E731
 
     exact = gen(*load(args.checkpoint, "exact"))
     ways = ["fp32-adapter", "bf16-adapter", "bf16-merged"]

@@ -4,14 +4,14 @@ On a CPU with native bf16 instructions (AVX-512-BF16 or AMX), PyTorch runs bf16 
 through oneDNN's native kernels and bf16 is the fast choice (2x for LoRA training, 2.5-3x for
 generation: docs/benchmarks.md). On a CPU without them the same products are emulated: ~4x slower
 than fp32 on plain AVX-512 (an Intel Xeon without AVX-512-BF16), ~100x on AVX2 only (an AMD EPYC
-Milan), so a run that takes minutes in fp32 takes hours in bf16. common.fast_bf16 reads the CPU's
+Milan), so a run that takes minutes in fp32 takes hours in bf16. models.fast_bf16 reads the CPU's
 flags (oneDNN's own check says "supported" wherever it can emulate); this script measures what that choice is worth here, side by side in
 one process (the two dtypes alternate --repeats times; medians and their ratio are reported):
 
   matmul     one MLP product of the embedded model's shape (tokens x 576 @ 576 x 1536), GFLOP/s
   train      one LoRA training step of the embedded model (r=16 on every linear layer, train.py's
              loss and autocast for that dtype) on --tokens tokens, tokens/s
-  generate   greedy answers of --new-tokens tokens to one ~100-token chat (common.generate), tokens/s
+  generate   greedy answers of --new-tokens tokens to one ~100-token chat (agent.generate), tokens/s
 
 Sizes are small on purpose: on a CPU without fast bf16 the bf16 side runs at ~1 GFLOP/s.
 
@@ -31,11 +31,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
+import agent
+import models
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=common.EMBEDDED, help="model (its shapes set the matmul size)")
+    p.add_argument("--model", default=models.EMBEDDED, help="model (its shapes set the matmul size)")
     p.add_argument("--tokens", type=int, default=128, help="tokens per matmul and per training step")
     p.add_argument("--new-tokens", type=int, default=8, help="generated tokens per generation trial")
     p.add_argument("--repeats", type=int, default=2, help="alternations of the two dtypes")
@@ -71,7 +73,7 @@ def time_train_step(model, tokens):
     import torch
 
     ids = torch.randint(0, model.config.vocab_size, (1, tokens))
-    with common.train_autocast(model):
+    with models.train_autocast(model):
         t = time.perf_counter()
         loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
@@ -85,7 +87,7 @@ def time_generate(model, tok, new_tokens):
              "and a cookbook, and a stove. The cookbook says: slice the yellow potato, fry it, then "
              "prepare the meal and eat it. What do you do next?"}]
     t = time.perf_counter()
-    common.generate(model, tok, [chat], max_new_tokens=new_tokens, temperature=0.0)
+    agent.generate(model, tok, [chat], max_new_tokens=new_tokens, temperature=0.0)
     return new_tokens / (time.perf_counter() - t)
 
 
@@ -98,7 +100,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     models = {}
     for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        m, tok = common.load_model(args.model, dtype=name, device="cpu")
+        m, tok = models.load_model(args.model, dtype=name, device="cpu")
         models[name] = (get_peft_model(m, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")), tok, dt)
     cfg = models["fp32"][0].config
     rows = {(what, name): [] for what in ("matmul", "train", "generate") for name in models}
@@ -111,7 +113,7 @@ def main(argv=None):
             with m.disable_adapter():
                 rows[("generate", name)].append(time_generate(m, tok, args.new_tokens))
     result = {"cpu": cpu_name(), "torch": torch.__version__, "capability": torch.backends.cpu.get_cpu_capability(),
-              "fast_bf16": common.fast_bf16("cpu"), "auto_picks": str(common.resolve_dtype("auto", "cpu")),
+              "fast_bf16": models.fast_bf16("cpu"), "auto_picks": str(models.resolve_dtype("auto", "cpu")),
               "threads": torch.get_num_threads(), "tokens": args.tokens, "repeats": args.repeats, "rows": []}
     from rich.console import Console
     from rich.table import Table

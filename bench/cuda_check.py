@@ -11,12 +11,12 @@ For each shape:
   train     train.py itself (a subprocess): LoRA r=16 on every linear layer, --batch 8, bf16
             autocast, on expert.jsonl's examples; steady tokens/s (steps after the first 3, where
             CUDA is warm) and peak GPU memory (loss.jsonl's peak_gb).
-  generate  common.generate: 64 states of expert.jsonl, greedy, 24 new tokens each (collect.py's and
+  generate  agent.generate: 64 states of expert.jsonl, greedy, 24 new tokens each (collect.py's and
             evaluate.py's answer cap), batch 64, after a full-size warm-up, median of 3; generated
             tokens/s and peak memory.
   grpo      rl.update: one GRPO update (KL to the start policy on, micro-batch 8) over 16 episodes of
             4 steps whose answers are the sampled ids above, with spread rewards; seconds and peak memory.
-  adapter   (shapes up to 1.7b) the train checkpoint loaded by common.load_model in bf16 (adapter kept
+  adapter   (shapes up to 1.7b) the train checkpoint loaded by models.load_model in bf16 (adapter kept
             apart) and fp32 (merged): max |logit difference|; and the same adapter merged into bf16
             weights, which rounds the update away (bench/merge_rounding.py measures it on CPU);
             and greedy generation through the checkpoint, adapter in bf16 (load_model) against
@@ -48,6 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import common  # noqa: E402
+import agent
+import chat
+import models
 
 # Layer shapes of released chat models (their vocabularies are replaced by the tokenizer's: 49,152
 # words for SmolLM2's, so "8b" here is Llama-3.1-8B's 32 layers with a smaller embedding, 7.5 B).
@@ -112,7 +115,7 @@ def build(shape: str, tokenizer: str, out: Path) -> int:
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)  # initialise in bf16 on the GPU: an 8B fp32 copy is 30 GB
     try:
-        with torch.device(common.default_device()):
+        with torch.device(models.default_device()):
             model = LlamaForCausalLM(config)
     finally:
         torch.set_default_dtype(previous)
@@ -146,17 +149,17 @@ def states(data: str, n: int) -> list[list[dict]]:
 
 
 def generate_check(model_dir: Path, chats: list, new_tokens: int) -> tuple[dict, list]:
-    model, tok = common.load_model(str(model_dir))
+    model, tok = models.load_model(str(model_dir))
     model.eval()
     # a full-size warm-up: the first call at a new batch shape picks and loads its kernels (on the
     # first run of this script that alone made 135M look 4x slower)
-    common.generate(model, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats))
+    agent.generate(model, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats))
     reset_peak()
     times = []
     for _ in range(3):
         sync()
         t0 = time.time()
-        out = common.generate(model, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats), return_ids=True)
+        out = agent.generate(model, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats), return_ids=True)
         sync()
         times.append(time.time() - t0)
     took = sorted(times)[1]  # the median of 3
@@ -203,23 +206,23 @@ def adapter_check(ckpt: Path, chats: list) -> dict:
 
     import train
 
-    tok = common._load_tokenizer(str(ckpt))
-    rows = [{"ids": tok(common.render(tok, c, add_generation_prompt=True), add_special_tokens=False)["input_ids"][-256:]}
+    tok = models._load_tokenizer(str(ckpt))
+    rows = [{"ids": tok(chat.render(tok, c, add_generation_prompt=True), add_special_tokens=False)["input_ids"][-256:]}
             for c in chats[:8]]
     for r in rows:
-        r["labels"] = [common.IGNORE] + r["ids"][1:]
+        r["labels"] = [chat.IGNORE] + r["ids"][1:]
 
     def logits(model):
-        ids, _, mask = train.collate(rows, tok.pad_token_id, model.device)
+        ids, _, mask = chat.collate(rows, tok.pad_token_id, model.device)
         with torch.no_grad():
             return model(input_ids=ids, attention_mask=mask).logits.float()[mask.bool()].cpu()
 
-    ref = logits(common.load_model(str(ckpt), dtype="fp32")[0])
-    apart = logits(common.load_model(str(ckpt))[0])
+    ref = logits(models.load_model(str(ckpt), dtype="fp32")[0])
+    apart = logits(models.load_model(str(ckpt))[0])
     base_name = json.loads((ckpt / "adapter_config.json").read_text())["base_model_name_or_path"]
-    base, _ = common.load_model(base_name)
+    base, _ = models.load_model(base_name)
     merged = logits(PeftModel.from_pretrained(base, str(ckpt)).merge_and_unload())
-    base_logits = logits(common.load_model(base_name)[0])
+    base_logits = logits(models.load_model(base_name)[0])
     update = (ref - base_logits).abs().mean().item()  # how far the adapter moves the logits
     gc.collect()
     return {"update_mean_abs": round(update, 5),
@@ -228,23 +231,23 @@ def adapter_check(ckpt: Path, chats: list) -> dict:
 
 
 def adapter_speed(ckpt: Path, chats: list, new_tokens: int) -> dict:
-    """Generated tokens/s through the checkpoint with its adapter in bf16 (common.load_model) and in
+    """Generated tokens/s through the checkpoint with its adapter in bf16 (models.load_model) and in
     fp32 (peft's default: every adapted layer casts its input up and back), the two ways alternating
     after a full-size warm-up each, median of 3."""
     from peft import PeftModel
 
     base_name = json.loads((ckpt / "adapter_config.json").read_text())["base_model_name_or_path"]
-    bf16, tok = common.load_model(str(ckpt))
-    fp32 = PeftModel.from_pretrained(common.load_model(base_name)[0], str(ckpt))  # autocast_adapter_dtype=True
+    bf16, tok = models.load_model(str(ckpt))
+    fp32 = PeftModel.from_pretrained(models.load_model(base_name)[0], str(ckpt))  # autocast_adapter_dtype=True
     ways = {"bf16_adapter": bf16.eval(), "fp32_adapter": fp32.eval()}
     times = {k: [] for k in ways}
     for m in ways.values():
-        common.generate(m, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats))
+        agent.generate(m, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats))
     for _ in range(3):
         for k, m in ways.items():
             sync()
             t0 = time.time()
-            out = common.generate(m, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats), return_ids=True)
+            out = agent.generate(m, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats), return_ids=True)
             sync()
             times[k].append((time.time() - t0, sum(len(ids) for _, ids in out)))
     res = {}
@@ -259,7 +262,7 @@ def adapter_speed(ckpt: Path, chats: list, new_tokens: int) -> dict:
 
 def profile(model_dir: Path, data: str, chats: list, new_tokens: int, out: Path) -> dict:
     """Where a step's time goes: collate / forward / backward / optimizer of train.py's loop, and
-    common.generate against a plain model.generate on the same left-padded batch."""
+    agent.generate against a plain model.generate on the same left-padded batch."""
     import torch
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -278,10 +281,10 @@ def profile(model_dir: Path, data: str, chats: list, new_tokens: int, out: Path)
     def step(timed: bool):
         batch = [examples[i] for i in train.length_grouped_batches(examples, 8, rng)[0]]
         marks = [time.time()]
-        ids, labels, mask = train.collate(batch, tok.pad_token_id, model.device)
+        ids, labels, mask = chat.collate(batch, tok.pad_token_id, model.device)
         sync(); marks.append(time.time())
         with autocast:
-            loss = train.sft_loss_sum(model, ids, mask, labels) / max(1, int((labels != common.IGNORE).sum()))
+            loss = train.sft_loss_sum(model, ids, mask, labels) / max(1, int((labels != chat.IGNORE).sum()))
         sync(); marks.append(time.time())
         loss.backward()
         sync(); marks.append(time.time())
@@ -305,13 +308,13 @@ def profile(model_dir: Path, data: str, chats: list, new_tokens: int, out: Path)
               prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)]
     del model, opt
     reset_peak()
-    model, tok = common.load_model(str(model_dir))
+    model, tok = models.load_model(str(model_dir))
     model.eval()
     from transformers import GenerationConfig
 
     cfg = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                           eos_token_id=common.stop_token_ids(tok), min_new_tokens=new_tokens)
-    enc = tok([common.render(tok, c, add_generation_prompt=True) for c in chats], add_special_tokens=False,
+                           eos_token_id=chat.stop_token_ids(tok), min_new_tokens=new_tokens)
+    enc = tok([chat.render(tok, c, add_generation_prompt=True) for c in chats], add_special_tokens=False,
               return_tensors="pt", padding=True).to(model.device)
 
     def plain():
@@ -319,7 +322,7 @@ def profile(model_dir: Path, data: str, chats: list, new_tokens: int, out: Path)
             model.generate(**enc, generation_config=cfg)
 
     def ours():
-        common.generate(model, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats))
+        agent.generate(model, tok, chats, max_new_tokens=new_tokens, batch_size=len(chats))
 
     ways = {"generate_ours_s": ours, "generate_plain_s": plain}
     for f in ways.values():
@@ -331,7 +334,7 @@ def profile(model_dir: Path, data: str, chats: list, new_tokens: int, out: Path)
             times[k].append(time.time() - t0)
     with torch_profile(activities=acts) as prof:
         ours()
-    tables += ["== common.generate, by self CPU time ==",
+    tables += ["== agent.generate, by self CPU time ==",
                prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)]
     (out.parent / (out.stem + "_profile.txt")).write_text("\n".join(tables))
     del model
@@ -348,7 +351,7 @@ def main(argv=None):
     from rich.table import Table
 
     args = parse_args(argv)
-    args.tokenizer = args.tokenizer or str(common.embedded_model_dir())
+    args.tokenizer = args.tokenizer or str(models.embedded_model_dir())
     work = Path(args.work or tempfile.mkdtemp(prefix="cuda-check-"))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,13 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
 import envs  # noqa: E402
+import agent
+import models
 
 
 def play(model, tok, env_name, tasks, batch, max_steps, max_new_tokens):
     t = time.time()
     eps = []
     for start in range(0, len(tasks), batch):
-        eps += list(common.run_episodes(model, tok, env_name, tasks[start: start + batch], batch=batch,
+        eps += list(agent.run_episodes(model, tok, env_name, tasks[start: start + batch], batch=batch,
                                         max_steps=max_steps, max_new_tokens=max_new_tokens, progress=None))
     seconds = time.time() - t
     tokens = sum(len(tok(s["answer"], add_special_tokens=False)["input_ids"]) + 1 for e in eps for s in e["trajectory"])
@@ -33,7 +35,7 @@ def play(model, tok, env_name, tasks, batch, max_steps, max_new_tokens):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=common.EMBEDDED, help="model or checkpoint")
+    p.add_argument("--model", default=models.EMBEDDED, help="model or checkpoint")
     p.add_argument("--env", default="twx-cooking", help="environment")
     p.add_argument("--split", default="test", help="split")
     p.add_argument("--episodes", type=int, default=16, help="episodes per measurement")
@@ -45,7 +47,7 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     args = p.parse_args()
     common.set_threads(args.threads)
-    model, tok = common.load_model(args.model, dtype=args.dtype)
+    model, tok = models.load_model(args.model, dtype=args.dtype)
     model.eval()
     env = envs.make(args.env)
     tasks = env.tasks(args.split)[: args.episodes]

@@ -23,12 +23,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
+import chat
+import models
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="expert.jsonl from collect.py (real prompt lengths)")
-    p.add_argument("--model", default=common.EMBEDDED, help="model")
+    p.add_argument("--model", default=models.EMBEDDED, help="model")
     p.add_argument("--batch", type=int, default=16, help="rows per forward")
     p.add_argument("--dtype", default="auto", help="auto (bf16), bf16, fp32")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
@@ -52,8 +54,8 @@ def main(argv=None):
 
     args = parse_args(argv)
     common.set_threads(args.threads)
-    dt = common.resolve_dtype(args.dtype, "cpu" if not torch.cuda.is_available() else "cuda")
-    model, tok = common.load_model(args.model, dtype=args.dtype)
+    dt = models.resolve_dtype(args.dtype, "cpu" if not torch.cuda.is_available() else "cuda")
+    model, tok = models.load_model(args.model, dtype=args.dtype)
     model.eval()
     cfg = model.config
     dev = model.device
@@ -69,7 +71,7 @@ def main(argv=None):
     examples = train.load_examples(tok, [args.data], 1024)
     ctx = sum(len(e["ids"]) for e in examples) / len(examples)
     fwd = 2 * params + 2 * cfg.num_hidden_layers * ctx * cfg.hidden_size
-    chats = [common.render(tok, r["messages"][:-1], add_generation_prompt=True) for r in rows[: args.batch]]
+    chats = [chat.render(tok, r["messages"][:-1], add_generation_prompt=True) for r in rows[: args.batch]]
     enc = tok(chats, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
     real = int(enc["attention_mask"].sum())
 
@@ -96,7 +98,7 @@ def main(argv=None):
     seen = {"tokens": 0, "steps": 0}
 
     def step():
-        ids, labels, m = train.collate([examples[i] for i in batches[seen["steps"] % len(batches)]], tok.pad_token_id, dev)
+        ids, labels, m = chat.collate([examples[i] for i in batches[seen["steps"] % len(batches)]], tok.pad_token_id, dev)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
             loss = train.sft_loss_sum(tmodel, ids, m, labels)
         loss.backward()

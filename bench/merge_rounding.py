@@ -1,4 +1,4 @@
-"""How much of a LoRA update survives being merged into bf16 weights (why common.load_model keeps
+"""How much of a LoRA update survives being merged into bf16 weights (why models.load_model keeps
 adapters unmerged unless the weights are fp32).
 
 For a checkpoint (train.py's adapter over its base, or rl.py's adapter over a train.py checkpoint),
@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
+import models
 
 
 def main(argv=None):
@@ -29,11 +30,11 @@ def main(argv=None):
     p.add_argument("--start", default=None, help="what the update is measured from (default: the checkpoint's base)")
     args = p.parse_args(argv)
     start = args.start or common.json.loads((Path(args.checkpoint) / "adapter_config.json").read_text())["base_model_name_or_path"]
-    after32, _ = common.load_model(args.checkpoint, dtype="fp32")  # merged in fp32: the update, exactly enough
-    start32, _ = common.load_model(start, dtype="fp32")
+    after32, _ = models.load_model(args.checkpoint, dtype="fp32")  # merged in fp32: the update, exactly enough
+    start32, _ = models.load_model(start, dtype="fp32")
 
     def bf16_start():  # the old way: the start merged into bf16 weights as well
-        m, _ = common.load_model(start, dtype="bf16")
+        m, _ = models.load_model(start, dtype="bf16")
         return m.merge_and_unload() if isinstance(m, PeftModel) else m
 
     merged16 = PeftModel.from_pretrained(bf16_start(), args.checkpoint).merge_and_unload()

@@ -1,6 +1,6 @@
 """collect.py's policy proposals: K sampled answers for each of S states, three ways, side by side.
 
-  shared prefill        common.generate(num_samples=K): each prompt read once, its key/value cache
+  shared prefill        agent.generate(num_samples=K): each prompt read once, its key/value cache
                         repeated K times (what collect.py does)
   num_return_sequences  Hugging Face's own way: every prompt copied K times before reading it
   one at a time         a plain loop: one generate call per (state, sample)
@@ -23,12 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
 import prompts  # noqa: E402
+import agent
+import chat
+import models
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="expert.jsonl from collect.py (its states are the prompts)")
-    p.add_argument("--model", default=common.EMBEDDED, help="the proposing policy")
+    p.add_argument("--model", default=models.EMBEDDED, help="the proposing policy")
     p.add_argument("--states", type=int, default=16, help="states (prompts), taken evenly from the file")
     p.add_argument("--k", type=int, default=4, help="samples per state")
     p.add_argument("--max-new-tokens", type=int, default=24, help="answer cap (collect.py's default)")
@@ -43,7 +46,7 @@ def hf_generate(model, tok, chats, k, cfg_kwargs):
     """Hugging Face's num_return_sequences over a left-padded batch of prompts."""
     import torch
 
-    texts = [common.render(tok, c, add_generation_prompt=True) for c in chats]
+    texts = [chat.render(tok, c, add_generation_prompt=True) for c in chats]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     with torch.no_grad():
         gen = model.generate(**enc, num_return_sequences=k, **cfg_kwargs)
@@ -56,19 +59,19 @@ def main(argv=None):
 
     args = parse_args(argv)
     common.set_threads(args.threads)
-    model, tok = common.load_model(args.model, dtype=args.dtype)
+    model, tok = models.load_model(args.model, dtype=args.dtype)
     model.eval()
     rows = common.read_jsonl(args.data)
     step = max(1, len(rows) // args.states)
     chats = [prompts.policy_messages(r["state"]) for r in rows[::step][: args.states]]
     cfg = dict(max_new_tokens=args.max_new_tokens, do_sample=True, temperature=args.temperature, top_p=None,
-               top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=common.stop_token_ids(tok))
+               top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=chat.stop_token_ids(tok))
 
     def count(answers):
         return sum(len(tok(a, add_special_tokens=False)["input_ids"]) + 1 for a in answers)
 
     ways = {
-        "shared prefill": lambda: [a for per in common.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
+        "shared prefill": lambda: [a for per in agent.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
                                                                 temperature=args.temperature, num_samples=args.k,
                                                                 batch_size=len(chats)) for a in per],
         "num_return_sequences": lambda: hf_generate(model, tok, chats, args.k, cfg),

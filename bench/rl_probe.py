@@ -20,6 +20,8 @@ import common  # noqa: E402
 import envs  # noqa: E402
 import rl  # noqa: E402
 import train  # noqa: E402
+import agent
+import models
 
 if len(sys.argv) < 7:
     sys.exit(__doc__)
@@ -35,12 +37,12 @@ if not warm.exists():
 
 
 def sampled_success(model_path, n_tasks=4, reps=16, seed=123):
-    m, tok = common.load_model(str(model_path), dtype="fp32")
+    m, tok = models.load_model(str(model_path), dtype="fp32")
     m.eval()
     with envs.make(ENV) as e:
         tasks = e.tasks("train")[:n_tasks]
     common.set_seed(seed)
-    eps = list(common.run_episodes(m, tok, ENV, tasks * reps, batch=64, max_steps=int(max_steps), temperature=1.0,
+    eps = list(agent.run_episodes(m, tok, ENV, tasks * reps, batch=64, max_steps=int(max_steps), temperature=1.0,
                                    max_new_tokens=24, progress=None))
     return sum(x["success"] for x in eps) / len(eps)
 

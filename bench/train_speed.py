@@ -34,12 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import common  # noqa: E402
+import models
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="chat JSONL (expert.jsonl from collect.py)")
-    p.add_argument("--model", default=common.EMBEDDED, help="base model")
+    p.add_argument("--model", default=models.EMBEDDED, help="base model")
     p.add_argument("--steps", type=int, default=8, help="optimizer steps per trial")
     p.add_argument("--batch", type=int, default=8, help="examples per step")
     p.add_argument("--repeats", type=int, default=3, help="alternations of the two trainers")
@@ -71,7 +72,7 @@ def run_trl(args, out: Path) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     common.set_threads(args.threads)
-    model, tok = common.load_model(args.model, dtype="auto")
+    model, tok = models.load_model(args.model, dtype="auto")
     rows = common.read_jsonl(args.data)
     ds = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows])
     times = {}

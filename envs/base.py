@@ -15,6 +15,19 @@ with a cheaper snapshot (deepcopy, fork) override snapshot/restore.
 """
 from __future__ import annotations
 
+import difflib
+
+def map_to_valid(action: str, valid: list[str]) -> str:
+    """The valid action closest to `action` (difflib ratio on lower-cased text; ties -> the first in
+    sorted order). Deterministic, and valid for any input. Used for the "mapped" baseline that
+    separates knowing what to do from writing it in the right format."""
+    if not valid:
+        return action
+    a = action.lower().strip()[:500]  # longer than any valid action: difflib's cost grows with the length
+    ranked = sorted(valid)  # max() keeps the first of equal scores: ties -> sorted order
+    return max(ranked, key=lambda v: difflib.SequenceMatcher(None, a, v.lower()).ratio())
+
+
 SPLITS = ("train", "dev", "test", "ood")  # dev: held out of train, for choosing settings
 
 
@@ -91,9 +104,7 @@ class TextEnv:
         return action in self.valid_actions()
 
     def map_action(self, text: str) -> str:
-        """The "mapped" action mode: the valid action closest to the model's text (common.map_to_valid)."""
-        from common import map_to_valid
-
+        """The "mapped" action mode: the valid action closest to the model's text (map_to_valid)."""
         return map_to_valid(text, self.valid_actions())
 
     def alternatives(self, rng, exclude: set, k: int) -> list[str]:

@@ -42,7 +42,6 @@ import copy
 import io
 import math
 import random
-import re
 
 from envs.base import EnvError, TextEnv
 

@@ -8,6 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
+import models
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +17,7 @@ def tiny():
     import common
 
     common.set_threads(0)
-    return common.load_model("tiny-random", dtype="fp32")
+    return models.load_model("tiny-random", dtype="fp32")
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import os
 import subprocess
 
 import common
+import models
 import evaluate
 from conftest import ROOT
 
@@ -35,12 +36,12 @@ def test_ablation_over_k(tmp_path):
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and "score (mean)" in (out / "ablation.md").read_text()
     assert all(0 <= r["score"] <= 1 for r in rows)  # twx: the share of the recipe's points
     # each row says the dtype its episodes ran in; an args file from before dtype_resolved shows auto*
-    assert {r["dtype"] for r in rows} == {common.resolved_dtype_name("auto")}
+    assert {r["dtype"] for r in rows} == {models.resolved_dtype_name("auto")}
     args = out / "k1" / "eval" / "iwm" / "s0" / "args.json"
     old = json.loads(args.read_text())
     args.write_text(json.dumps({k: v for k, v in old.items() if k != "dtype_resolved"}))
     again = {(r["method"], r["value"], r["split"]): r["dtype"] for r in evaluate.ablation(out)}
-    assert again["iwm", 1, "test"] == "auto*" and again["iwm", 2, "test"] == common.resolved_dtype_name("auto")
+    assert again["iwm", 1, "test"] == "auto*" and again["iwm", 2, "test"] == models.resolved_dtype_name("auto")
     assert "auto*: evaluated with --dtype auto before" in (out / "ablation.md").read_text()
 
 

@@ -5,6 +5,7 @@ import pytest
 
 import collect
 import common
+import agent
 import envs
 import iwm
 import prompts
@@ -130,7 +131,7 @@ def test_reflect_writes_thought_then_expert_action_and_resumes(run, tmp_path):
     for k in kept:
         answer = k["messages"][-1]["content"]
         assert answer.startswith("Thought: ") and answer.endswith(f"\nAction: {ro[k['id']]['expert']['action']}")
-        assert common.parse_action(answer) == ro[k["id"]]["expert"]["action"]
+        assert agent.parse_action(answer) == ro[k["id"]]["expert"]["action"]
         assert k["messages"][0]["content"] == prompts.POLICY_SYSTEM
     assert kept[0]["messages"][-1]["content"] == f"Thought: {planted}\nAction: {ro[first]['expert']['action']}"
 
@@ -144,7 +145,7 @@ def test_policy_proposals_for_world_modelling_keep_invalid_moves(monkeypatch, tm
     def fake_generate(model, tok, chats, num_samples=1, **kw):
         return [planted[:num_samples] for _ in chats]
 
-    monkeypatch.setattr(common, "generate", fake_generate)
+    monkeypatch.setattr(agent, "generate", fake_generate)
     out = tmp_path / "own"
     collect.main(["--env", "twx-cooking", "--tasks", "1", "--k-iwm", "1", "--k-sr", "0", "--k-proposals", "3",
                   "--model", "tiny-random", "--dtype", "fp32", "--out", str(out)])

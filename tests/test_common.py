@@ -5,6 +5,11 @@ import random
 import pytest
 
 import common
+import models
+import evaluate
+import envs.base
+import chat
+import agent
 import prompts
 
 
@@ -18,7 +23,7 @@ import prompts
     ("", ""),
 ])
 def test_parse_action(answer, action):
-    assert common.parse_action(answer) == action
+    assert agent.parse_action(answer) == action
 
 
 def test_map_to_valid_is_valid_and_deterministic():
@@ -26,10 +31,10 @@ def test_map_to_valid_is_valid_and_deterministic():
     rng = random.Random(0)
     for _ in range(200):
         text = "".join(rng.choice("abcdefghijklmnop qrstuvwxyz☃\n") for _ in range(rng.randint(0, 40)))
-        got = common.map_to_valid(text, valid)
-        assert got in valid and got == common.map_to_valid(text, list(reversed(valid)))
-    assert common.map_to_valid("take the knife please", valid) == "take knife"
-    assert common.map_to_valid("open the fridge", valid) == "open fridge"
+        got = envs.base.map_to_valid(text, valid)
+        assert got in valid and got == envs.base.map_to_valid(text, list(reversed(valid)))
+    assert envs.base.map_to_valid("take the knife please", valid) == "take knife"
+    assert envs.base.map_to_valid("open the fridge", valid) == "open fridge"
 
 
 def test_malformed_jsonl_names_file_and_line(tmp_path):
@@ -52,17 +57,17 @@ def test_resume_cuts_a_torn_last_line(tmp_path):
 
 
 def test_intervals_against_hand_computed_numbers():
-    lo, hi = common.wilson(5, 10)  # p=0.5, n=10: 0.5 ± 0.2873 (Wilson)
+    lo, hi = evaluate.wilson(5, 10)  # p=0.5, n=10: 0.5 ± 0.2873 (Wilson)
     assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
-    assert common.wilson(0, 20)[0] == 0.0 and common.wilson(0, 20)[1] == pytest.approx(0.1611, abs=1e-4)
-    mean, half = common.mean_ci([0.2, 0.4, 0.6])  # sd 0.2, t(2) = 4.303: 4.303 * 0.2 / sqrt(3)
+    assert evaluate.wilson(0, 20)[0] == 0.0 and evaluate.wilson(0, 20)[1] == pytest.approx(0.1611, abs=1e-4)
+    mean, half = evaluate.mean_ci([0.2, 0.4, 0.6])  # sd 0.2, t(2) = 4.303: 4.303 * 0.2 / sqrt(3)
     assert mean == pytest.approx(0.4) and half == pytest.approx(0.49687, abs=1e-4)
-    assert common.mean_ci([0.3]) == (0.3, 0.0)
+    assert evaluate.mean_ci([0.3]) == (0.3, 0.0)
     # exact two-sided sign test: 8 wins 1 loss -> 2 x (1 + 9) / 2^9; an even split -> 1; nothing -> 1
-    assert common.sign_test(8, 1) == pytest.approx(0.0390625)
-    assert common.sign_test(1, 8) == common.sign_test(8, 1)
-    assert common.sign_test(3, 3) == 1.0 and common.sign_test(0, 0) == 1.0
-    assert common.sign_test(5, 0) == pytest.approx(0.0625)
+    assert evaluate.sign_test(8, 1) == pytest.approx(0.0390625)
+    assert evaluate.sign_test(1, 8) == evaluate.sign_test(8, 1)
+    assert evaluate.sign_test(3, 3) == 1.0 and evaluate.sign_test(0, 0) == 1.0
+    assert evaluate.sign_test(5, 0) == pytest.approx(0.0625)
 
 
 def test_statistics_against_an_independent_reference():
@@ -72,20 +77,20 @@ def test_statistics_against_an_independent_reference():
     import random
 
     for df in (1, 2, 3, 4, 7, 10, 11, 12, 15, 29, 30, 60, 200, 5000):
-        assert common.t_quantile(0.975, df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-9), df
-        assert common.t_quantile(0.05, df) == pytest.approx(stats.t.ppf(0.05, df), rel=1e-9), df
+        assert evaluate.t_quantile(0.975, df) == pytest.approx(stats.t.ppf(0.975, df), rel=1e-9), df
+        assert evaluate.t_quantile(0.05, df) == pytest.approx(stats.t.ppf(0.05, df), rel=1e-9), df
     rng = random.Random(0)
     for n_seeds in (2, 3, 5, 12, 40):
         values = [rng.random() for _ in range(n_seeds)]
-        mean, half = common.mean_ci(values)
+        mean, half = evaluate.mean_ci(values)
         lo, hi = stats.t.interval(0.95, n_seeds - 1, loc=mean, scale=stats.sem(values))
         assert half == pytest.approx((hi - lo) / 2, rel=1e-8) and mean == pytest.approx(sum(values) / n_seeds)
     for k, n in ((0, 20), (5, 10), (7, 50), (50, 50), (1, 3), (33, 150)):
         ref = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
-        got = common.wilson(k, n)
+        got = evaluate.wilson(k, n)
         assert got[0] == pytest.approx(ref.low, abs=2e-4) and got[1] == pytest.approx(ref.high, abs=2e-4), (k, n)
     for w, l in ((8, 1), (0, 6), (12, 5), (40, 25), (3, 3), (100, 70)):
-        assert common.sign_test(w, l) == pytest.approx(stats.binomtest(w, w + l).pvalue, rel=1e-9), (w, l)
+        assert evaluate.sign_test(w, l) == pytest.approx(stats.binomtest(w, w + l).pvalue, rel=1e-9), (w, l)
 
 
 def test_masks_train_exactly_each_assistant_turn_and_its_end_token(tiny):
@@ -95,19 +100,19 @@ def test_masks_train_exactly_each_assistant_turn_and_its_end_token(tiny):
             {"role": "assistant", "content": "Action: open fridge"},
             {"role": "user", "content": "Observation: You open the fridge."},
             {"role": "assistant", "content": "Action: take carrot"}]
-    ids, labels = common.encode_chat(tok, msgs)
+    ids, labels = chat.encode_chat(tok, msgs)
     assert len(ids) == len(labels)
     # the ids are exactly the rendered conversation's ids
-    assert ids == tok(common.render(tok, msgs), add_special_tokens=False)["input_ids"]
+    assert ids == tok(chat.render(tok, msgs), add_special_tokens=False)["input_ids"]
     end = tok.convert_tokens_to_ids("<|im_end|>")
     first = tok("Action: open fridge", add_special_tokens=False)["input_ids"] + [end]
     second = tok("Action: take carrot", add_special_tokens=False)["input_ids"] + [end]
-    trained = [i for i, lab in enumerate(labels) if lab != common.IGNORE]
+    trained = [i for i, lab in enumerate(labels) if lab != chat.IGNORE]
     # two contiguous spans, each right after "<|im_start|>assistant\n", each ending on <|im_end|>
     head = tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
     spans, start = [], None
     for i in range(len(ids)):
-        on = labels[i] != common.IGNORE
+        on = labels[i] != chat.IGNORE
         if on and start is None:
             start = i
         if not on and start is not None:
@@ -120,23 +125,23 @@ def test_masks_train_exactly_each_assistant_turn_and_its_end_token(tiny):
         assert ids[a - len(head):a] == head
     assert labels[spans[0][1] - 1] == end and len(trained) == len(first) + len(second)
     # the final newline after the last <|im_end|> is not trained
-    assert labels[-1] == common.IGNORE or ids[-1] == end
+    assert labels[-1] == chat.IGNORE or ids[-1] == end
 
 
 def test_zero_target_example_is_an_error(tiny):
     _, tok = tiny
     with pytest.raises(common.UserError, match="no trained token"):
-        common.encode_chat(tok, [{"role": "system", "content": "x"}, {"role": "user", "content": "y"}])
+        chat.encode_chat(tok, [{"role": "system", "content": "x"}, {"role": "user", "content": "y"}])
     with pytest.raises(common.UserError, match="no trained token"):
-        common.encode_chat(tok, prompts.policy_messages("a long state " * 50, "Action: eat meal"), max_len=20)
+        chat.encode_chat(tok, prompts.policy_messages("a long state " * 50, "Action: eat meal"), max_len=20)
 
 
 def test_shared_prefill_sampling_matches_plain_greedy(tiny):
     model, tok = tiny
     chats = [prompts.policy_messages("Observation: a fridge\nValid actions: open fridge"),
              prompts.policy_messages("Goal: eat\nObservation: You take the knife. The counter is empty now.")]
-    plain = common.generate(model, tok, chats, max_new_tokens=8)
-    shared = common.generate(model, tok, chats, max_new_tokens=8, num_samples=3)
+    plain = agent.generate(model, tok, chats, max_new_tokens=8)
+    shared = agent.generate(model, tok, chats, max_new_tokens=8, num_samples=3)
     assert [s for s in shared] == [[p] * 3 for p in plain]
 
 
@@ -148,15 +153,13 @@ def test_jsonl_writes_are_readable_and_stable(tmp_path):
 
 
 def _lora_checkpoint(base_name, out, scale, seed, init=None):
-    """A LoRA checkpoint written by train.save_checkpoint, with random adapter weights of a given size."""
+    """A LoRA checkpoint written by models.save_checkpoint, with random adapter weights of a given size."""
     import argparse
 
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    import train
-
-    model, tok = common.load_model(init or base_name, dtype="fp32")
+    model, tok = models.load_model(init or base_name, dtype="fp32")
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
@@ -164,7 +167,7 @@ def _lora_checkpoint(base_name, out, scale, seed, init=None):
     for n, p in model.named_parameters():
         if "lora_" in n:
             p.data = torch.randn(p.shape, generator=g) * scale
-    train.save_checkpoint(model, tok, argparse.Namespace(), init or base_name, [], out)
+    models.save_checkpoint(model, tok, argparse.Namespace(), init or base_name, [], out)
     return out
 
 
@@ -174,18 +177,18 @@ def test_bf16_loading_keeps_the_adapter_that_a_merge_would_round_away(tmp_path):
     from peft import PeftModel
 
     ck = _lora_checkpoint("tiny-random", tmp_path / "ck", scale=0.004, seed=0)
-    saved = {n: p.detach().clone() for n, p in common.load_model(str(ck), dtype="fp32", trainable=True)[0].named_parameters()
+    saved = {n: p.detach().clone() for n, p in models.load_model(str(ck), dtype="fp32", trainable=True)[0].named_parameters()
              if "lora_" in n}
-    bf, _ = common.load_model(str(ck), dtype="bf16")
+    bf, _ = models.load_model(str(ck), dtype="bf16")
     assert isinstance(bf, PeftModel)  # not merged
     loaded = {n: p for n, p in bf.named_parameters() if "lora_" in n}
     # held in bf16 like the base (a bf16 product, as in training's autocast): each weight rounded once
     assert loaded.keys() == saved.keys() and all(loaded[n].dtype == torch.bfloat16 for n in saved)
     assert all(torch.equal(loaded[n], saved[n].to(torch.bfloat16)) for n in saved)
-    assert not isinstance(common.load_model(str(ck), dtype="fp32")[0], PeftModel)  # fp32: merged (exact enough)
+    assert not isinstance(models.load_model(str(ck), dtype="fp32")[0], PeftModel)  # fp32: merged (exact enough)
     # what a bf16 merge does to the same update: most changed weights round back to their base value
-    base = common.load_model("tiny-random", dtype="bf16")[0]
-    merged = PeftModel.from_pretrained(common.load_model("tiny-random", dtype="bf16")[0], str(ck)).merge_and_unload()
+    base = models.load_model("tiny-random", dtype="bf16")[0]
+    merged = PeftModel.from_pretrained(models.load_model("tiny-random", dtype="bf16")[0], str(ck)).merge_and_unload()
     moved = erased = 0
     for (n, w0), (_, w1) in zip(base.named_parameters(), merged.named_parameters()):
         if w0.dim() == 2 and "embed" not in n:
@@ -200,16 +203,16 @@ def test_stacked_adapter_checkpoint_adds_both_updates(tmp_path):
 
     inner = _lora_checkpoint("tiny-random", tmp_path / "inner", scale=0.05, seed=1)
     outer = _lora_checkpoint("tiny-random", tmp_path / "outer", scale=0.05, seed=2, init=str(inner))
-    ids = torch.tensor([[5, 17, 33, 2, 9, 41]], device=common.default_device())
+    ids = torch.tensor([[5, 17, 33, 2, 9, 41]], device=models.default_device())
     with torch.no_grad():
-        ref = common.load_model(str(outer), dtype="fp32")[0](ids).logits  # both merged in fp32
-        only_inner = common.load_model(str(inner), dtype="fp32")[0](ids).logits
-        stacked = common.load_model(str(outer), dtype="bf16")[0](ids).logits.float()
+        ref = models.load_model(str(outer), dtype="fp32")[0](ids).logits  # both merged in fp32
+        only_inner = models.load_model(str(inner), dtype="fp32")[0](ids).logits
+        stacked = models.load_model(str(outer), dtype="bf16")[0](ids).logits.float()
     update = (ref - only_inner).abs().max()
     assert update > 0.05
     assert (stacked - ref).abs().max() < 0.25 * update
     with pytest.raises(common.UserError, match="stacked"):
-        common.load_model(str(outer), dtype="bf16", trainable=True)
+        models.load_model(str(outer), dtype="bf16", trainable=True)
 
 
 def test_a_second_conversion_keeps_the_folder_already_in_place(tmp_path):
@@ -219,8 +222,8 @@ def test_a_second_conversion_keeps_the_folder_already_in_place(tmp_path):
     for d, text in ((first, "first"), (second, "second")):
         d.mkdir()
         (d / "config.json").write_text(text)
-    assert common._publish_dir(first, out) == out
-    assert common._publish_dir(second, out) == out
+    assert models._publish_dir(first, out) == out
+    assert models._publish_dir(second, out) == out
     assert (out / "config.json").read_text() == "first" and not second.exists()
     # a folder in the way that is not a finished model is still an error
     (tmp_path / "c").mkdir()
@@ -229,7 +232,7 @@ def test_a_second_conversion_keeps_the_folder_already_in_place(tmp_path):
     broken.mkdir()
     (broken / "partial").write_text("")
     with pytest.raises(OSError):
-        common._publish_dir(tmp_path / "c", broken)
+        models._publish_dir(tmp_path / "c", broken)
 
 
 def test_auto_dtype_and_training_autocast_follow_fast_bf16(monkeypatch, tiny):
@@ -240,17 +243,17 @@ def test_auto_dtype_and_training_autocast_follow_fast_bf16(monkeypatch, tiny):
     model, _ = tiny
     a = torch.ones(2, 2)
     for fast, want in ((True, torch.bfloat16), (False, torch.float32)):
-        monkeypatch.setattr(common, "fast_bf16", lambda device, fast=fast: fast)
-        assert common.resolve_dtype("auto", "cpu") == want
-        assert common.resolve_dtype("fp32", "cpu") == torch.float32 and common.resolve_dtype("bf16", "cpu") == torch.bfloat16
-        with common.train_autocast(model):  # the tiny model is fp32
+        monkeypatch.setattr(models, "fast_bf16", lambda device, fast=fast: fast)
+        assert models.resolve_dtype("auto", "cpu") == want
+        assert models.resolve_dtype("fp32", "cpu") == torch.float32 and models.resolve_dtype("bf16", "cpu") == torch.bfloat16
+        with models.train_autocast(model):  # the tiny model is fp32
             assert (a @ a).dtype == want
     # frozen bf16 base weights compute in bf16 whatever the device (the user asked for them)
-    bf, _ = common.load_model("tiny-random", dtype="bf16")
-    with common.train_autocast(bf):
+    bf, _ = models.load_model("tiny-random", dtype="bf16")
+    with models.train_autocast(bf):
         assert (a @ a).dtype == torch.bfloat16
     with pytest.raises(common.UserError, match="fp64"):
-        common.resolve_dtype("fp64", "cpu")
+        models.resolve_dtype("fp64", "cpu")
 
 
 CPUINFO = {  # the flags lines of real machines, shortened
@@ -268,18 +271,18 @@ def test_bf16_is_chosen_by_native_instructions_not_by_emulation(monkeypatch):
     # there): the CPU's own flags decide; a machine that shows none falls back to a timed matmul
     want = {"xeon-avx512-no-bf16": False, "sapphire-rapids": True, "epyc-avx2": False, "epyc-genoa": True,
             "arm-neoverse-v1": True, "arm-no-bf16": False}
-    assert {k: common.cpu_bf16_flags(v) for k, v in CPUINFO.items()} == want
-    assert common.cpu_bf16_flags("processor : 0\nmodel name : ?\n") is None
-    monkeypatch.setattr(common, "_CPU_BF16", [])
+    assert {k: models.cpu_bf16_flags(v) for k, v in CPUINFO.items()} == want
+    assert models.cpu_bf16_flags("processor : 0\nmodel name : ?\n") is None
+    monkeypatch.setattr(models, "_CPU_BF16", [])
     monkeypatch.setattr(common.Path, "read_text", lambda self, *a, **k: CPUINFO["xeon-avx512-no-bf16"])
-    assert common.fast_bf16("cpu") is False and common.resolve_dtype("auto", "cpu").__repr__() == "torch.float32"
-    assert "no native bf16" in common.fast_bf16_reason("cpu")
-    monkeypatch.setattr(common, "_CPU_BF16", [])
+    assert models.fast_bf16("cpu") is False and models.resolve_dtype("auto", "cpu").__repr__() == "torch.float32"
+    assert "no native bf16" in models.fast_bf16_reason("cpu")
+    monkeypatch.setattr(models, "_CPU_BF16", [])
     monkeypatch.setattr(common.Path, "read_text", lambda self, *a, **k: "")
     calls = []
-    monkeypatch.setattr(common, "timed_bf16_faster", lambda: calls.append(1) or True)
-    assert common.fast_bf16("cpu") is True and common.fast_bf16("cpu") is True and calls == [1]  # asked once
-    assert "timed matmul" in common.fast_bf16_reason("cpu")
+    monkeypatch.setattr(models, "timed_bf16_faster", lambda: calls.append(1) or True)
+    assert models.fast_bf16("cpu") is True and models.fast_bf16("cpu") is True and calls == [1]  # asked once
+    assert "timed matmul" in models.fast_bf16_reason("cpu")
 
 
 def test_saved_arguments_say_what_auto_became(monkeypatch, tmp_path):
@@ -287,11 +290,11 @@ def test_saved_arguments_say_what_auto_became(monkeypatch, tmp_path):
     import argparse
 
     for fast, want in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(common, "fast_bf16", lambda device, fast=fast: fast)
+        monkeypatch.setattr(models, "fast_bf16", lambda device, fast=fast: fast)
         args = argparse.Namespace(dtype="auto", seed=0)
         common.save_args(args, tmp_path, f"{want}.json")
         saved = json.loads((tmp_path / f"{want}.json").read_text())
-        assert saved.pop("dtype_reason") == common.fast_bf16_reason("cpu")  # why auto chose so
+        assert saved.pop("dtype_reason") == models.fast_bf16_reason("cpu")  # why auto chose so
         assert saved == {"dtype": "auto", "seed": 0, "dtype_resolved": want}
         assert args.dtype_resolved == want  # so train.py's checkpoint args.json has it as well
         full = argparse.Namespace(dtype="auto", full=True)  # full fine-tuning keeps fp32 weights

@@ -7,6 +7,8 @@ import json
 import pytest
 
 import common
+import models
+import chat
 import prompts
 import train
 from conftest import run_script
@@ -70,7 +72,7 @@ def test_one_datasets_call_reads_every_training_file(files):
 
 def test_trl_masks_what_train_py_masks(files, tiny):
     # TRL's SFTTrainer on the exported rows (completion-only loss) sees the same tokens and trains the
-    # same ones as common.encode_chat, plus the newline ChatML writes after <|im_end|>: TRL counts it as
+    # same ones as chat.encode_chat, plus the newline ChatML writes after <|im_end|>: TRL counts it as
     # part of the completion, we stop at the end-of-turn token (generation stops there anyway)
     datasets = pytest.importorskip("datasets")
     trl = pytest.importorskip("trl")
@@ -82,12 +84,12 @@ def test_trl_masks_what_train_py_masks(files, tiny):
     trainer = trl.SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok)
     prepared = trainer.train_dataset
     newline = tok("\n", add_special_tokens=False)["input_ids"]
-    stops = set(common.stop_token_ids(tok))
+    stops = set(chat.stop_token_ids(tok))
     checked = set()
     for row, src, ex in zip(prepared, ds["source"], ds):
-        ids, labels = common.encode_chat(tok, ex["prompt"] + ex["completion"])
+        ids, labels = chat.encode_chat(tok, ex["prompt"] + ex["completion"])
         theirs = [i for i, lab in enumerate(row["labels"]) if lab != -100]  # TRL folds its completion mask into labels
-        ours = [i for i, lab in enumerate(labels) if lab != common.IGNORE]
+        ours = [i for i, lab in enumerate(labels) if lab != chat.IGNORE]
         assert row["input_ids"] == ids, src  # the same tokens
         tail = list(range(ours[-1] + 1, len(ids)))  # what the template writes after the end-of-turn token
         assert ids[ours[-1]] in stops and [ids[i] for i in tail] == newline  # both train <|im_end|> itself
@@ -102,7 +104,7 @@ def test_published_text_rows_train(tmp_path, tiny, kind):
     f = tmp_path / f"{kind}.jsonl"
     common.write_jsonl(f, [PUBLISHED[kind]])
     ex = train.load_examples(tok, [str(f)], 4096)
-    trained = tok.decode([t for t, lab in zip(ex[0]["ids"], ex[0]["labels"]) if lab != common.IGNORE])
+    trained = tok.decode([t for t, lab in zip(ex[0]["ids"], ex[0]["labels"]) if lab != chat.IGNORE])
     assert trained == PUBLISHED[kind]["messages"][-1]["content"] + "<|im_end|>"
 
 
@@ -118,12 +120,12 @@ def test_function_calling_rows_render_their_tools_or_are_refused(tmp_path, tiny)
     with pytest.raises(common.UserError, match=r"fc.jsonl:1: message 2: the chat template does not write this turn's tool_calls"):
         train.load_examples(tok, [str(f)], 4096)
     # a template that renders them: the schemas are in the prompt and the call is the trained answer
-    tool_tok = type(tok).from_pretrained(str(common.resolve_model_path("tiny-random")))
+    tool_tok = type(tok).from_pretrained(str(models.resolve_model_path("tiny-random")))
     tool_tok.chat_template = TOOL_TEMPLATE
     common.write_jsonl(f, [FC_ROW, {**FC_ROW, "tools": json.dumps(TOOLS)}])  # a list, or a JSON string as in datasets
     for ex in train.load_examples(tool_tok, [str(f)], 4096):
-        prompt = tool_tok.decode([t for t, lab in zip(ex["ids"], ex["labels"]) if lab == common.IGNORE])
-        trained = tool_tok.decode([t for t, lab in zip(ex["ids"], ex["labels"]) if lab != common.IGNORE])
+        prompt = tool_tok.decode([t for t, lab in zip(ex["ids"], ex["labels"]) if lab == chat.IGNORE])
+        trained = tool_tok.decode([t for t, lab in zip(ex["ids"], ex["labels"]) if lab != chat.IGNORE])
         assert '"name": "cd"' in prompt and '"description": "change directory"' in prompt
         assert trained == '<tool_call>{"name": "cd", "arguments": "{\\"folder\\": \\"documents\\"}"}</tool_call><|im_end|>'
     # from the command line: one line, exit 2

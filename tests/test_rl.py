@@ -7,7 +7,9 @@ import torch
 
 import collect
 import common
-import evaluate
+import models
+import chat
+import agent
 import prompts
 import rl
 import train
@@ -37,7 +39,7 @@ def test_masks_cover_exactly_each_steps_action_tokens(tiny):
     recs = rl.step_examples(tok, [{"trajectory": steps}], [0.5])
     end = tok.convert_tokens_to_ids("<|im_end|>")
     for rec, step in zip(recs, steps):
-        trained = [t for t, lab in zip(rec["ids"], rec["labels"]) if lab != common.IGNORE]
+        trained = [t for t, lab in zip(rec["ids"], rec["labels"]) if lab != chat.IGNORE]
         assert trained == tok(step["answer"], add_special_tokens=False)["input_ids"] + [end]
         assert rec["adv"] == 0.5
 
@@ -89,8 +91,8 @@ def test_rl_runs_with_kl_and_saves_a_loadable_adapter(tmp_path):
         if c.get("tokens"):
             took = c["tokens"] / c["tokens_per_s"]
             assert abs(took - (c["rollout_s"] + c["update_s"])) <= 0.1 + 0.02 * took
-    model, tok = common.load_model(str(out / "ckpt"), dtype="fp32")
-    start, _ = common.load_model(str(warm), dtype="fp32")
+    model, tok = models.load_model(str(out / "ckpt"), dtype="fp32")
+    start, _ = models.load_model(str(warm), dtype="fp32")
     moved = [n for (n, p), (_, q) in zip(model.named_parameters(), start.named_parameters()) if not torch.equal(p, q)]
     # the first update starts at the reference (KL gradient 0): only a group with unequal rewards moves it
     signal = [c["zero_std"] < 1 for c in curve[1:]]
@@ -104,12 +106,12 @@ def sampled_success(model_dir, env, n_tasks=4, reps=16, seed=123, max_steps=2):
     """Success of the policy sampled at temperature 1.0 on the first training tasks, fixed seed."""
     import envs
 
-    model, tok = common.load_model(str(model_dir), dtype="fp32")
+    model, tok = models.load_model(str(model_dir), dtype="fp32")
     model.eval()
     with envs.make(env) as e:
         tasks = e.tasks("train")[:n_tasks]
     common.set_seed(seed)
-    eps = list(common.run_episodes(model, tok, env, tasks * reps, batch=64, max_steps=max_steps,
+    eps = list(agent.run_episodes(model, tok, env, tasks * reps, batch=64, max_steps=max_steps,
                                    temperature=1.0, max_new_tokens=24, progress=None))
     return sum(e["success"] for e in eps) / len(eps)
 
@@ -171,10 +173,10 @@ def test_rl_from_a_lora_checkpoint_keeps_the_start_adapter_frozen_and_unmerged(t
     saved = json.loads((out / "ckpt" / "adapter_config.json").read_text())
     assert saved["base_model_name_or_path"] == str(start) and not (out / "ckpt" / "rl").exists()
     # the start adapter was not trained: its weights in the RL model equal the checkpoint's
-    ids = torch.tensor([[5, 17, 33, 2, 9, 41]], device=common.default_device())
+    ids = torch.tensor([[5, 17, 33, 2, 9, 41]], device=models.default_device())
     with torch.no_grad():
-        start_logits = common.load_model(str(start), dtype="fp32")[0](ids).logits
-        after32 = common.load_model(str(out / "ckpt"), dtype="fp32")[0](ids).logits
-        after16 = common.load_model(str(out / "ckpt"), dtype="bf16")[0](ids).logits.float()
+        start_logits = models.load_model(str(start), dtype="fp32")[0](ids).logits
+        after32 = models.load_model(str(out / "ckpt"), dtype="fp32")[0](ids).logits
+        after16 = models.load_model(str(out / "ckpt"), dtype="bf16")[0](ids).logits.float()
     assert (after32 - start_logits).abs().max() > 1e-4  # RL moved the policy
     assert (after16 - after32).abs().max() < 0.1

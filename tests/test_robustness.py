@@ -11,6 +11,7 @@ import pytest
 
 import collect
 import common
+import models
 import envs
 import evaluate
 import iwm
@@ -255,8 +256,8 @@ def test_rl_killed_after_an_update_resumes_to_the_same_updates(tmp_path):
     strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
     assert strip(common.read_jsonl(killed / "curve.jsonl")) == strip(common.read_jsonl(whole / "curve.jsonl"))
     assert [r["update"] for r in common.read_jsonl(killed / "curve.jsonl")] == [1, 2, 3]
-    a = dict(common.load_model(str(killed / "ckpt"), dtype="fp32")[0].named_parameters())
-    b = dict(common.load_model(str(whole / "ckpt"), dtype="fp32")[0].named_parameters())
+    a = dict(models.load_model(str(killed / "ckpt"), dtype="fp32")[0].named_parameters())
+    b = dict(models.load_model(str(whole / "ckpt"), dtype="fp32")[0].named_parameters())
     assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
     assert not (killed / rl.STATE).exists()  # a finished run keeps only its checkpoint
     with pytest.raises(common.UserError, match="another setting"):  # a resume point of another setting is refused

@@ -6,6 +6,9 @@ import torch
 
 import collect
 import common
+import models
+import chat
+import agent
 import evaluate
 import prompts
 import train
@@ -16,9 +19,9 @@ def _batch(tok):
              prompts.policy_messages("Goal: eat\nObservation: You take the knife.", "Thought: I need food.\nAction: eat meal")]
     examples = []
     for c in chats:
-        ids, labels = common.encode_chat(tok, c)
+        ids, labels = chat.encode_chat(tok, c)
         examples.append({"ids": ids, "labels": labels})
-    return train.collate(examples, tok.pad_token_id, common.default_device())  # the tiny fixture sits on the default device
+    return chat.collate(examples, tok.pad_token_id, models.default_device())  # the tiny fixture sits on the default device
 
 
 def test_head_only_on_targets_equals_full_logits_loss(tiny):
@@ -28,7 +31,7 @@ def test_head_only_on_targets_equals_full_logits_loss(tiny):
         a = train.sft_loss_sum(model, ids, mask, labels)
         b = train.full_logits_loss(model, ids, mask, labels)
     assert a.item() == pytest.approx(b.item(), rel=1e-5)
-    assert int((labels[:, 1:] != common.IGNORE).sum()) == len(train.target_logprobs(model, ids, mask, labels)[0])
+    assert int((labels[:, 1:] != chat.IGNORE).sum()) == len(chat.target_logprobs(model, ids, mask, labels)[0])
 
 
 def test_cosine_schedule():
@@ -66,10 +69,10 @@ def test_lora_checkpoint_trains_every_adapter_weight_and_reloads_identically(exp
     assert all(r["tokens"] > r["target_tokens"] > 0 for r in log)
     assert ("peak_gb" in log[-1]) == torch.cuda.is_available()
     # reload (merged for inference) and unmerged trainable: the same greedy answers
-    merged, tok = common.load_model(str(out), dtype="fp32")
-    adapter, _ = common.load_model(str(out), dtype="fp32", trainable=True)
+    merged, tok = models.load_model(str(out), dtype="fp32")
+    adapter, _ = models.load_model(str(out), dtype="fp32", trainable=True)
     chats = [prompts.policy_messages(r["state"]) for r in common.read_jsonl(expert / "expert.jsonl")[:6]]
-    assert common.generate(merged, tok, chats, max_new_tokens=6) == common.generate(adapter, tok, chats, max_new_tokens=6)
+    assert agent.generate(merged, tok, chats, max_new_tokens=6) == agent.generate(adapter, tok, chats, max_new_tokens=6)
 
 
 def test_learning_imitation_beats_the_untrained_model(expert, tmp_path):
@@ -99,10 +102,10 @@ def test_checkpoint_loads_with_plain_peft_and_carries_a_model_card(tmp_path):
     train.main(["--data", str(data), "--model", "tiny-random", "--dtype", "fp32", "--batch", "3", "--steps", "3",
                 "--lr", "1e-2", "--out", str(ck)])
     cfg = json.loads((ck / "adapter_config.json").read_text())
-    assert cfg["base_model_name_or_path"] == str(common.resolve_model_path("tiny-random"))
+    assert cfg["base_model_name_or_path"] == str(models.resolve_model_path("tiny-random"))
     assert json.loads((ck / "base_model.json").read_text()) == {"alias": "tiny-random"}
     plain = AutoPeftModelForCausalLM.from_pretrained(str(ck))
-    ours, tok = common.load_model(str(ck), dtype="fp32", device="cpu")
+    ours, tok = models.load_model(str(ck), dtype="fp32", device="cpu")
     ids = torch.tensor([tok("<|im_start|>user\nObservation: room 1<|im_end|>")["input_ids"]])
     with torch.no_grad():
         assert torch.allclose(plain(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-5)
@@ -115,7 +118,7 @@ def test_checkpoint_loads_with_plain_peft_and_carries_a_model_card(tmp_path):
     assert f"| test | raw | 2 | {100 * row['success']:.1f}% |" in (ck / "README.md").read_text()
     cfg["base_model_name_or_path"] = "/elsewhere/tiny-random"  # another machine's cache
     (ck / "adapter_config.json").write_text(json.dumps(cfg))
-    again, _ = common.load_model(str(ck), dtype="fp32", device="cpu")
+    again, _ = models.load_model(str(ck), dtype="fp32", device="cpu")
     with torch.no_grad():
         assert torch.allclose(again(input_ids=ids).logits, ours(input_ids=ids).logits)
 
