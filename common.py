@@ -95,7 +95,7 @@ def set_threads(n: int = 0) -> None:
 ROLLOUT = {"id": str, "task_id": str, "step": int, "state": str,
            "expert": {"action": str, "next_state": str},
            "alternatives": [{"action": str, "next_state": str, "source": str}]}
-EPISODE = {"task_id": str, "success": bool}
+EPISODE = {"task_id": str, "success": (bool, int)}
 SUMMARY = {"split": str, "mode": str}
 CHAT = {"messages": [{"role": str}]}
 
