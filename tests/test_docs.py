@@ -1,0 +1,104 @@
+"""The README and docs/ name only files, functions and flags that exist: the paper -> file map, the file
+tree and every `module.function` they cite are checked against the code."""
+import ast
+import re
+
+from conftest import ROOT
+
+MODULES = ("common", "models", "chat", "agent", "prompts", "evaluate", "train", "collect", "iwm", "reflect",
+           "rl", "budget", "modelcard", "tracking")
+
+
+def defined(path) -> set:
+    """Top-level functions, classes and assignments of a Python file."""
+    tree = ast.parse((ROOT / path).read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            for t in node.targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name):
+                        names.add(n.id)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def section(text: str, title: str) -> str:
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start: end if end > 0 else None]
+
+
+def test_the_paper_map_names_functions_that_exist():
+    table = section((ROOT / "README.md").read_text(), "Paper → file map")
+    rows = [ln for ln in table.splitlines() if ln.startswith("| §")]
+    assert len(rows) >= 7
+    checked = 0
+    for row in rows:
+        cell = row.rstrip("|").split("|")[-1]
+        for part in cell.split(";"):
+            m = re.match(r"\s*`([\w/]+\.py)`:\s*(.*)", part)
+            if m:  # `file.py`: `f`, `g` (comments in brackets)
+                names = re.findall(r"`(\w+)`", m.group(2))
+                assert names, part
+                for name in names:
+                    assert name in defined(m.group(1)), f"README map: {m.group(1)} has no {name}"
+                    checked += 1
+                continue
+            m = re.match(r"\s*`([\w/]+\.(?:py|sh))( --[\w-]+)?`", part)
+            if m:  # `train.py --init`, `run.sh`
+                assert (ROOT / m.group(1)).exists(), part
+                if m.group(2):
+                    assert f'"{m.group(2).strip()}"' in (ROOT / m.group(1)).read_text(), part
+                checked += 1
+                continue
+            m = re.match(r"\s*`(\w+)\.(\w+)`", part)
+            assert m, f"README map: cannot read {part!r}"
+            assert m.group(2) in defined(f"{m.group(1)}.py"), f"README map: {m.group(1)}.py has no {m.group(2)}"
+            checked += 1
+    assert checked >= 25
+
+
+def test_the_file_tree_lists_files_that_exist():
+    tree = section((ROOT / "README.md").read_text(), "File tree").split("```")[1]
+    listed = 0
+    folder = None
+    for line in tree.strip().splitlines():
+        if not line.startswith(" "):  # a top-level entry: its path exists
+            first = line.split()[0]
+            assert (ROOT / first).exists(), f"README file tree: {first} does not exist"
+            listed += 1
+            folder = first if first.endswith("/") else None
+            rest = line[len(first):]
+        else:  # a continuation line of the entry above
+            rest = line
+        for name in re.findall(r"\b(\w+\.(?:py|md))\b", rest):
+            where = ROOT / folder / name if folder in ("envs/", "docs/") else ROOT / name
+            if folder in ("envs/", "docs/") or re.search(rf"\b{re.escape(name)}:", rest):
+                assert where.exists(), f"README file tree: {where.relative_to(ROOT)} does not exist"
+    py = {p.name for p in ROOT.glob("*.py")}
+    named = set(re.findall(r"\b(\w+\.py)\b", tree))
+    assert py <= named, f"scripts missing from the README file tree: {sorted(py - named)}"
+    assert listed >= 15
+
+
+def test_docs_cite_functions_that_exist():
+    texts = {p.relative_to(ROOT): p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
+    defs = {m: defined(f"{m}.py") for m in MODULES}
+    env_defs = {p.stem: defined(f"envs/{p.name}") for p in (ROOT / "envs").glob("*.py")}
+    missing = []
+    for path, text in texts.items():
+        if path.name == "LOG.md":  # history may name what no longer exists
+            continue
+        for mod, name in re.findall(r"\b(" + "|".join(MODULES) + r")\.([A-Za-z_]\w*)", text):
+            if name in ("py", "sh", "json", "jsonl", "md", "png", "txt", "tsv", "pt", "args"):
+                continue
+            if name not in defs[mod]:
+                missing.append(f"{path}: {mod}.{name}")
+        for mod, name in re.findall(r"\benvs\.(\w+)\.([A-Za-z_]\w*)", text):
+            if mod in env_defs and name not in env_defs[mod] and name != "py":
+                missing.append(f"{path}: envs.{mod}.{name}")
+    assert not missing, missing
