@@ -55,6 +55,9 @@ pipeline() { local run=$1 arms=$2; shift 2; env RUN="$run" ENV="$ENV" MODEL="$MO
 # a file or folder of the first setting linked into another (work that does not depend on the setting)
 share() { local from=$1 to=$2; [[ -e $to || ! -e $from ]] && return 0; mkdir -p "$(dirname "$to")"
   ln -s "$(realpath --relative-to="$(dirname "$to")" "$from")" "$to"; }
+# FRACS entry x TASKS, rounded (Python's round), at least 1; and n / TASKS as a decimal
+tasks_of_fraction() { python -c "import sys; from fractions import Fraction as F; print(max(1, round(F(sys.argv[1]) * int(sys.argv[2]))))" "$1" "$2"; }
+ratio() { python -c "import sys; print(int(sys.argv[1]) / int(sys.argv[2]))" "$1" "$2"; }
 
 if [[ $what == k ]]; then
   first=""
@@ -74,20 +77,12 @@ if [[ $what == k ]]; then
 else
   first=""
   for f in $FRACS; do
-    n=$(python -c "import sys; from fractions import Fraction as F; print(max(1, round(F(sys.argv[1]) * int(sys.argv[2]))))" "$f" "$TASKS")
+    n=$(tasks_of_fraction "$f" "$TASKS")
     R=$A/tasks$n; mkdir -p "$R"
-    if [[ ! -f $R/collect_stats.json ]]; then  # the first n tasks' lines of the shared collection
-      for file in expert.jsonl rollouts.jsonl; do
-        python -c "
-import json, sys
-lines = open(sys.argv[1]).readlines()
-first = list(dict.fromkeys(json.loads(x)['task_id'] for x in lines))[: int(sys.argv[2])]
-open(sys.argv[3], 'w').writelines(x for x in lines if json.loads(x)['task_id'] in first)" "$D/$file" "$n" "$R/$file"
-      done
-      printf '{"tasks": %s, "of": %s}\n' "$n" "$TASKS" > "$R/collect_stats.json"
-    fi
+    # the first n tasks' lines of the shared collection
+    [[ -f $R/collect_stats.json ]] || python collect.py --env "$ENV" --subset-of "$D" --tasks "$n" --out "$R"
     printf '{"ablation": "data", "value": %s, "label": "%s of %s tasks"}\n' \
-      "$(python -c "print($n / $TASKS)")" "$n" "$TASKS" > "$R/setting.json"
+      "$(ratio "$n" "$TASKS")" "$n" "$TASKS" > "$R/setting.json"
     if [[ -n $first ]]; then
       share "$first/eval/prompt" "$R/eval/prompt"; share "$first/eval/prompt-mapped" "$R/eval/prompt-mapped"
     fi

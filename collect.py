@@ -35,14 +35,15 @@ Examples:
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 from pathlib import Path
 
-import common
-import models
 import agent
+import common
 import envs
+import models
 import prompts
 
 
@@ -63,6 +64,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed")
     p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here: native bf16 CPU flags or CUDA, models.fast_bf16), bf16, fp32")
+    p.add_argument("--subset-of", default=None, metavar="DIR",
+                   help="take the first --tasks tasks of the collection in DIR instead of playing them "
+                        "(the data ablation's fractions are prefixes of one collection)")
     p.add_argument("--out", required=True, help="run folder")
     return p.parse_args(argv)
 
@@ -194,6 +198,19 @@ def resume(out: Path) -> set:
     return done
 
 
+def first_tasks(src: Path, out: Path, n: int) -> list[str]:
+    """Copy the lines of the first n tasks of the collection in SRC (expert.jsonl, rollouts.jsonl) to
+    OUT, byte for byte. Returns their task ids, in order."""
+    ids = list(dict.fromkeys(r["task_id"] for r in common.read_jsonl(src / "expert.jsonl")))
+    if len(ids) < n:
+        raise common.UserError(f"--subset-of {src}: holds {len(ids)} tasks, --tasks asks for {n}")
+    keep = set(ids[:n])
+    for name in ("expert.jsonl", "rollouts.jsonl"):
+        lines = (src / name).read_text(encoding="utf-8").splitlines(True)
+        common.write_atomic(out / name, "".join(x for x in lines if x.strip() and json.loads(x)["task_id"] in keep))
+    return ids[:n]
+
+
 def totals(out: Path, task_ids: list[str]) -> dict:
     """What the collection in OUT holds: tasks, expert steps, executed alternatives (branches), policy
     proposals replaced by uniform draws, raw proposals executed (and how many were invalid), and tasks of TASK_IDS left out (gold path fails)."""
@@ -217,6 +234,13 @@ def main(argv=None):
     env = envs.make(args.env)
     out = Path(args.out)
     common.lock_output(out, "collect")
+    if args.subset_of:
+        ids = first_tasks(Path(args.subset_of), out, args.tasks)
+        stats = {**totals(out, ids), "subset_of": str(args.subset_of)}
+        common.save_args(args, out, "collect_args.json")
+        common.write_atomic(out / "collect_stats.json", common.dumps(stats) + "\n")
+        print(f"kept the first {len(ids)} tasks of {args.subset_of}: {stats['expert_steps']} expert steps")
+        return
     tasks = env.tasks(args.split)[: args.tasks]
     if len(tasks) < args.tasks:
         raise common.UserError(f"--tasks {args.tasks}: the {args.split} split of {args.env} has {len(tasks)} tasks")

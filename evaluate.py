@@ -30,10 +30,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import common
-import models
 import agent
+import common
 import envs
+import models
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,9 +32,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import agent
 import common
 import models
-import agent
 import prompts
 
 

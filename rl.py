@@ -59,11 +59,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import common
-import models
-import chat
 import agent
+import chat
+import common
 import envs
+import models
 
 
 def parse_args(argv=None):

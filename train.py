@@ -42,9 +42,9 @@ import random
 import time
 from pathlib import Path
 
+import chat
 import common
 import models
-import chat
 
 
 def parse_args(argv=None):

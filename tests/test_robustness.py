@@ -306,3 +306,16 @@ def test_reflect_killed_mid_batch_resumes_byte_identical(whole, tmp_path):
     reflect.main(argv + ["--run", str(out)])
     for f in ("reflections.jsonl", "reflect.jsonl", "reflect_stats.json"):
         assert (out / f).read_text() == (ref / f).read_text(), f
+
+
+def test_collect_subset_of_keeps_the_first_tasks_byte_for_byte(whole, tmp_path):
+    out = tmp_path / "half"
+    collect.main(["--env", "textcraft", "--subset-of", str(whole), "--tasks", "2", "--out", str(out)])
+    ids = list(dict.fromkeys(r["task_id"] for r in common.read_jsonl(whole / "expert.jsonl")))[:2]
+    for f in ("expert.jsonl", "rollouts.jsonl"):
+        want = [x for x in (whole / f).read_text().splitlines(True) if json.loads(x)["task_id"] in ids]
+        assert (out / f).read_text() == "".join(want)
+    stats = json.loads((out / "collect_stats.json").read_text())
+    assert stats["tasks"] == 2 and stats["expert_steps"] == len(common.read_jsonl(out / "expert.jsonl"))
+    with pytest.raises(common.UserError, match="holds 4 tasks, --tasks asks for 5"):
+        collect.main(["--env", "textcraft", "--subset-of", str(whole), "--tasks", "5", "--out", str(tmp_path / "x")])
