@@ -65,7 +65,8 @@ RULE = "earliest checkpoint whose dev success >= best - sqrt(best (1 - best) / n
 
 def choose_budget(curve: list[dict]) -> tuple[dict, bool]:
     """The rule (module docstring) on points {"step", "successes", "n"}: (the chosen point, still_rising).
-    still_rising: the best point is the last one, so a longer run might have gone higher."""
+    still_rising: the rule chose the last point (no earlier point is within one SE of the best), so a
+    longer run might have gone higher. A plateau that reaches the last point is not rising."""
     if not curve:
         raise common.UserError("no checkpoints to choose a budget from")
     curve = sorted(curve, key=lambda c: c["step"])
@@ -73,7 +74,7 @@ def choose_budget(curve: list[dict]) -> tuple[dict, bool]:
     best = max(rate)
     se = math.sqrt(best * (1 - best) / curve[rate.index(best)]["n"])
     chosen = next(c for c, r in zip(curve, rate) if r >= best - se - 1e-12)
-    return chosen, rate[-1] == best and len(curve) > 1 and rate[-1] > rate[0]
+    return chosen, chosen is curve[-1] and len(curve) > 1 and rate[-1] > rate[0]
 
 
 def checkpoints(ckpt: Path) -> list[tuple[int, Path]]:

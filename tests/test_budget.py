@@ -18,6 +18,9 @@ def test_rule_picks_where_dev_success_stops_rising():
     chosen, rising = budget.choose_budget(pts([5, 10, 15, 20, 25]))
     assert chosen["step"] == 50 and rising
     # flat: the first (the cheapest budget that reaches the plateau)
+    # a plateau that reaches the last point (the study's sweep: 13, 27, 27, 36, 36, 36 of 50) is not rising
+    chosen, rising = budget.choose_budget(pts([13, 27, 27, 36, 36, 36]))
+    assert chosen["step"] == 40 and not rising
     chosen, rising = budget.choose_budget(pts([15, 15, 15, 15]))
     assert chosen["step"] == 10 and not rising
     # rises, then plateaus within noise: best 25/50 (SE = sqrt(.5 * .5 / 50) = 0.0707), so >= 0.4293:
