@@ -167,12 +167,22 @@ def resume_jsonl(path, key: str = "id") -> set:
 
 
 def write_atomic(path, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    write_atomic_with(path, write)
+
+
+def write_atomic_with(path, write) -> None:
+    """`write(tmp)` writes the file at the temporary path tmp, which is then renamed to PATH: the old
+    file or the new one, never half of one (binary files too: rl.py's resume point)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:  # a full disk, a kill: no temporary file is left behind

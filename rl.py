@@ -52,9 +52,7 @@ Examples:
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -321,14 +319,7 @@ def save_state(out: Path, args, model, opt, rng: random.Random, update_index: in
     state = {"update": update_index, "setting": {k: getattr(args, k) for k in RESUME_SETTING},
              "weights": {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
              "optimizer": opt.state_dict(), "rng": rng.getstate()}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{STATE}.")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, out / STATE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    common.write_atomic_with(out / STATE, lambda tmp: torch.save(state, tmp))
 
 
 def resume(out: Path, args, model, opt, rng: random.Random) -> int:
