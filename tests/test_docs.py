@@ -102,3 +102,41 @@ def test_docs_cite_functions_that_exist():
             if mod in env_defs and name not in env_defs[mod] and name != "py":
                 missing.append(f"{path}: envs.{mod}.{name}")
     assert not missing, missing
+
+
+# scripts that pass what they do not read on to another: their commands may use its flags/variables
+FORWARDS = {"bench/rl_probe.py": "rl.py", "ablate.sh": "run.sh"}
+SHARED = ("common.py", "models.py")  # argument helpers several scripts add
+OUTSIDE = {"OMP_WAIT_POLICY", "CUDA_VISIBLE_DEVICES", "PYTHONPATH"}  # read by torch or Python, not by us
+
+
+def test_docs_commands_use_flags_and_variables_that_exist():
+    """Every `script.py --flag` and every `VAR=... bash run.sh` in README.md and docs/ names a flag the
+    script parses and a variable run.sh (or ablate.sh) reads."""
+    shared = "".join((ROOT / f).read_text() for f in SHARED)
+    texts = {p.relative_to(ROOT): p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
+    missing, flags_seen, vars_seen = [], 0, 0
+    for path, text in texts.items():
+        if path.name == "LOG.md":
+            continue
+        for line in text.splitlines():
+            for m in re.finditer(r"\b((?:bench/)?\w+\.py)\b([^`|;&#]*)", line):
+                if not (ROOT / m.group(1)).exists():
+                    continue
+                src = (ROOT / m.group(1)).read_text() + shared
+                if m.group(1) in FORWARDS:
+                    src += (ROOT / FORWARDS[m.group(1)]).read_text()
+                for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", m.group(2)):
+                    flags_seen += 1
+                    if f'"{flag}"' not in src:
+                        missing.append(f"{path}: {m.group(1)} {flag}")
+            for m in re.finditer(r"((?:\b[A-Z_]+=\S*\s+)+)(?:bash )?(run\.sh|ablate\.sh)", line):
+                src = (ROOT / m.group(2)).read_text()
+                if m.group(2) in FORWARDS:
+                    src += (ROOT / FORWARDS[m.group(2)]).read_text()
+                for var in set(re.findall(r"\b([A-Z_]+)=", m.group(1))) - OUTSIDE:
+                    vars_seen += 1
+                    if not re.search(rf"\b{var}\b", src):
+                        missing.append(f"{path}: {m.group(2)} {var}")
+    assert not missing, missing
+    assert flags_seen >= 100 and vars_seen >= 30, (flags_seen, vars_seen)  # the patterns still find commands

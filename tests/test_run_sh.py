@@ -41,6 +41,10 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
              for a in ("il", "iwm-stage1", "iwm", "iwm-matched", "il-matched", "iwm-mix")}
     assert steps["il"] == budget["steps"]
     assert steps["iwm"] == steps["il"] and steps["il-matched"] == steps["il"] + steps["iwm-stage1"] == steps["iwm-mix"]
+    # STUDY=1 trains every arm, and the sweep, in micro-batches of 4 (the same update, less memory)
+    assert {json.loads((run / "ckpt" / f"{a}-s0" / "args.json").read_text())["micro_batch"]
+            for a in (*steps, "sr")} == {4}
+    assert json.loads((run / "ckpt" / "sweep" / "args.json").read_text())["micro_batch"] == 4
     mix = json.loads((run / "ckpt" / "iwm-mix-s0" / "args.json").read_text())["data"]
     assert [os.path.basename(d) for d in mix] == ["iwm.jsonl", "expert.jsonl"]
     # the world-model data holds the policy's own moves as written (K_PROP=1 in SMOKE)
