@@ -27,6 +27,7 @@ single-process run with the same --batch.
 Inputs:  chat JSONL files ({"messages": [...]}) from collect.py / iwm.py / reflect.py
 Outputs: OUT/ (LoRA adapter or full model, tokenizer, args.json, loss.jsonl); load it with --model OUT;
          with --save-every N also OUT-steps/step-NNNNN/ along the way (budget.py picks the budget from them)
+         while it runs, OUT.resume.pt every --resume-every steps: rerun the same command to continue
 
 Examples:
   python train.py --data runs/demo/expert.jsonl --epochs 2 --out runs/demo/ckpt/il
@@ -70,6 +71,9 @@ def parse_args(argv=None):
                    help="attention kernel: auto = plain matmul (eager) on CPU, the fused default (sdpa) on GPU")
     p.add_argument("--save-every", type=common.at_least(0), default=0,
                    help="also save the checkpoint every N steps to OUT-steps/step-NNNNN (budget.py evaluates them on dev)")
+    p.add_argument("--resume-every", type=common.at_least(0), default=None,
+                   help="write OUT.resume.pt every N steps, so a killed run continues where it stopped "
+                        "(default 25 with LoRA; 0 = never, the default with --full, where it holds the whole model)")
     p.add_argument("--track", default="none", choices=["none", "tensorboard", "wandb"], help="none, tensorboard (event files in OUT-tb/) or wandb (offline): tracking.py")
     p.add_argument("--export", default=None, metavar="FILE",
                    help="instead of training: write the --data examples as one prompt/completion JSONL for TRL, then exit")
@@ -77,6 +81,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not args.out and not args.export and not args.show_mask:
         p.error("--out is required")
+    if args.resume_every is None:
+        args.resume_every = 0 if args.full else 25
     return args
 
 
@@ -125,6 +131,40 @@ def export_rows(paths: list[str]) -> list[dict]:
                 out["tools"] = row["tools"] if isinstance(row["tools"], str) else json.dumps(row["tools"])
             rows.append(out)
     return rows
+
+
+# The resume point: a killed run continues at the step after the last one written and makes the same
+# steps as an uninterrupted run (the same batches, weights, optimizer state and schedule).
+RESUME_SETTING = ("data", "model", "init", "epochs", "steps", "batch", "micro_batch", "lr", "warmup", "lora_r",
+                  "lora_alpha", "full", "max_len", "seed", "dtype", "attn", "save_every")
+
+
+def resume_path(out: Path) -> Path:
+    return out.parent / f"{out.name}.resume.pt"
+
+
+def save_resume(out: Path, args, state: dict) -> None:
+    """Write the resume point atomically: the old one or the new one, never half of one."""
+    import torch
+
+    state = {**state, "setting": {k: getattr(args, k) for k in RESUME_SETTING}}
+    common.write_atomic_with(resume_path(out), lambda tmp: torch.save(state, tmp))
+
+
+def load_resume(out: Path, args) -> dict | None:
+    """The state an interrupted run of the same setting left, or None for a fresh run."""
+    import torch
+
+    path = resume_path(out)
+    if not path.exists():
+        return None
+    state = torch.load(path, weights_only=False)
+    now = {k: getattr(args, k) for k in RESUME_SETTING}
+    diff = [k for k in now if state["setting"].get(k) != now[k]]
+    if diff:
+        raise common.UserError(f"{path} is an interrupted run of another setting ({', '.join(diff)} differ): "
+                               "use another --out or delete it")
+    return state
 
 
 def length_grouped_batches(examples: list[dict], batch: int, rng: random.Random) -> list[list[int]]:
@@ -295,8 +335,22 @@ def main(argv=None):
     import tracking
 
     tracker = tracking.Tracker(args.track if rank == 0 else "none", out.parent / f"{out.name}-tb", vars(args), out.name)
-    log, batches, t0, tokens_seen = [], [], time.time(), 0
-    bar = tqdm(range(total), desc=f"train {out.name}", disable=rank != 0)
+    log, batches, t0, tokens_seen, first = [], [], time.time(), 0, 0
+    state = load_resume(out, args)
+    if state:  # an interrupted run: its weights, optimizer, schedule, batch order and log
+        params_by_name = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, w in state["weights"].items():
+                params_by_name[n].copy_(w)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        batches, log, tokens_seen, first = state["batches"], state["log"], state["tokens_seen"], state["step"]
+        t0 -= state["seconds"]
+        if rank == 0:
+            print(f"resuming {out} after step {first} of {total} ({resume_path(out).name})")
+    bar = tqdm(range(first, total), desc=f"train {out.name}", disable=rank != 0, initial=first, total=total)
     for step in bar:
         if not batches:
             batches = length_grouped_batches(examples, args.batch, rng)
@@ -335,9 +389,16 @@ def main(argv=None):
             steps_dir = out.parent / f"{out.name}-steps"  # the imitation learning curve, for budget.py
             steps_dir.mkdir(exist_ok=True)
             models.save_checkpoint(model, tok, args, base_name, log, steps_dir / f"step-{step + 1:05d}")
+        if rank == 0 and args.resume_every and (step + 1) % args.resume_every == 0 and step + 1 < total:
+            weights = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+            save_resume(out, args, {"step": step + 1, "weights": weights, "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(), "rng": rng.getstate(),
+                                    "torch_rng": torch.get_rng_state(), "batches": batches, "log": log,
+                                    "tokens_seen": tokens_seen, "seconds": time.time() - t0})
     tracker.close()
     if rank == 0:
         models.save_checkpoint(model, tok, args, base_name, log, out)
+        resume_path(out).unlink(missing_ok=True)  # finished: only the checkpoint stays
         print(f"saved {out} ({total} steps, {len(examples)} examples, final loss {log[-1]['loss']:.3f}, "
               f"{time.time() - t0:.0f} s, {world} process{'es' if world > 1 else ''})")
     if world > 1:

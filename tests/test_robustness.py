@@ -265,6 +265,42 @@ def test_rl_killed_after_an_update_resumes_to_the_same_updates(tmp_path):
         rl.main(argv + ["--out", str(whole)])
 
 
+def test_train_killed_after_a_resume_point_continues_to_the_same_weights(tmp_path, capsys):
+    import torch
+
+    import prompts
+
+    data = tmp_path / "expert.jsonl"
+    common.write_jsonl(data, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 3}")}
+                              for i in range(10)])
+    argv = ["--model", "tiny-random", "--dtype", "fp32", "--data", str(data), "--steps", "60", "--batch", "4",
+            "--lr", "1e-2", "--threads", "1", "--resume-every", "1"]
+    killed = tmp_path / "killed" / "il"
+    p = subprocess.Popen([sys.executable, "train.py", *argv, "--out", str(killed)], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and not train.resume_path(killed).exists():
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert train.resume_path(killed).exists() and not killed.exists()  # killed mid-run, after a resume point
+    done = torch.load(train.resume_path(killed), weights_only=False)["step"]
+    assert 1 <= done < 60
+    train.main(argv + ["--out", str(killed)])  # the same command continues
+    assert f"resuming {killed} after step {done} of 60" in capsys.readouterr().out  # continued, not restarted
+    whole = tmp_path / "whole" / "il"
+    train.main(argv + ["--out", str(whole)])
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]  # noqa: E731
+    assert strip(common.read_jsonl(killed / "loss.jsonl")) == strip(common.read_jsonl(whole / "loss.jsonl"))
+    a = dict(models.load_model(str(killed), dtype="fp32")[0].named_parameters())
+    b = dict(models.load_model(str(whole), dtype="fp32")[0].named_parameters())
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    assert not train.resume_path(killed).exists()  # a finished run keeps only its checkpoint
+    with pytest.raises(common.UserError, match="another setting"):  # a resume point of another setting is refused
+        torch.save({"step": 1, "setting": {"lr": 1.0}}, train.resume_path(whole))
+        train.main(argv + ["--out", str(whole)])
+
+
 def test_evaluate_killed_in_a_wave_resumes_byte_identical(tmp_path):
     argv = ["--model", "tiny-random", "--dtype", "fp32", "--env", "textcraft", "--split", "test", "ood",
             "--episodes", "3", "--batch", "2", "--max-steps", "3"]
