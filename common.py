@@ -190,6 +190,32 @@ def write_atomic_with(path, write) -> None:
         raise
 
 
+def save_resume_point(path, args, keys: tuple, state: dict) -> None:
+    """Write a resume point (torch.save of `state` plus the run's setting, the args named by `keys`)
+    atomically: the old one or the new one, never half of one. train.py and rl.py use it."""
+    import torch
+
+    state = {**state, "setting": {k: getattr(args, k) for k in keys}}
+    write_atomic_with(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_resume_point(path, args, keys: tuple) -> dict | None:
+    """The state an interrupted run of the same setting left at PATH, or None for a fresh run. A
+    resume point of another setting is refused (one line), never silently continued."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    state = torch.load(path, weights_only=False)
+    now = {k: getattr(args, k) for k in keys}
+    diff = [k for k in now if state["setting"].get(k) != now[k]]
+    if diff:
+        raise UserError(f"{path} is an interrupted run of another setting ({', '.join(diff)} differ): "
+                        "use another --out or delete it")
+    return state
+
+
 def append_jsonl_rows(path, rows: list[dict]) -> None:
     """Append a whole unit (a chunk's lines) in one write: a kill leaves at most one torn last line,
     which resume_jsonl cuts."""

@@ -314,12 +314,9 @@ def save_state(out: Path, args, model, opt, rng: random.Random, update_index: in
     resumes at the next update and makes the same updates (only the timing fields of curve.jsonl
     differ, as they do between any two runs). With --full this is the whole model and its optimizer
     state: on a big model, that is a large file per update."""
-    import torch
-
-    state = {"update": update_index, "setting": {k: getattr(args, k) for k in RESUME_SETTING},
-             "weights": {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
-             "optimizer": opt.state_dict(), "rng": rng.getstate()}
-    common.write_atomic_with(out / STATE, lambda tmp: torch.save(state, tmp))
+    common.save_resume_point(out / STATE, args, RESUME_SETTING, {
+        "update": update_index, "weights": {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
+        "optimizer": opt.state_dict(), "rng": rng.getstate()})
 
 
 def resume(out: Path, args, model, opt, rng: random.Random) -> int:
@@ -327,15 +324,9 @@ def resume(out: Path, args, model, opt, rng: random.Random) -> int:
     state and task sampler are restored, and curve.jsonl is cut to them."""
     import torch
 
-    path = out / STATE
-    if not path.exists():
+    state = common.load_resume_point(out / STATE, args, RESUME_SETTING)
+    if state is None:
         return 0
-    state = torch.load(path, weights_only=False)
-    now = {k: getattr(args, k) for k in RESUME_SETTING}
-    diff = [k for k in now if state["setting"].get(k) != now[k]]
-    if diff:
-        raise common.UserError(f"{out} holds an interrupted run of another setting ({', '.join(diff)} differ): "
-                               "use another --out or delete it")
     params = dict(model.named_parameters())
     with torch.no_grad():
         for n, w in state["weights"].items():

@@ -143,30 +143,6 @@ def resume_path(out: Path) -> Path:
     return out.parent / f"{out.name}.resume.pt"
 
 
-def save_resume(out: Path, args, state: dict) -> None:
-    """Write the resume point atomically: the old one or the new one, never half of one."""
-    import torch
-
-    state = {**state, "setting": {k: getattr(args, k) for k in RESUME_SETTING}}
-    common.write_atomic_with(resume_path(out), lambda tmp: torch.save(state, tmp))
-
-
-def load_resume(out: Path, args) -> dict | None:
-    """The state an interrupted run of the same setting left, or None for a fresh run."""
-    import torch
-
-    path = resume_path(out)
-    if not path.exists():
-        return None
-    state = torch.load(path, weights_only=False)
-    now = {k: getattr(args, k) for k in RESUME_SETTING}
-    diff = [k for k in now if state["setting"].get(k) != now[k]]
-    if diff:
-        raise common.UserError(f"{path} is an interrupted run of another setting ({', '.join(diff)} differ): "
-                               "use another --out or delete it")
-    return state
-
-
 def length_grouped_batches(examples: list[dict], batch: int, rng: random.Random) -> list[list[int]]:
     """One epoch of batches: shuffle, sort by length inside windows of 64 batches (less padding),
     then shuffle the batches so the order is not long-to-short."""
@@ -336,7 +312,7 @@ def main(argv=None):
 
     tracker = tracking.Tracker(args.track if rank == 0 else "none", out.parent / f"{out.name}-tb", vars(args), out.name)
     log, batches, t0, tokens_seen, first = [], [], time.time(), 0, 0
-    state = load_resume(out, args)
+    state = common.load_resume_point(resume_path(out), args, RESUME_SETTING)
     if state:  # an interrupted run: its weights, optimizer, schedule, batch order and log
         params_by_name = dict(model.named_parameters())
         with torch.no_grad():
@@ -391,10 +367,10 @@ def main(argv=None):
             models.save_checkpoint(model, tok, args, base_name, log, steps_dir / f"step-{step + 1:05d}")
         if rank == 0 and args.resume_every and (step + 1) % args.resume_every == 0 and step + 1 < total:
             weights = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
-            save_resume(out, args, {"step": step + 1, "weights": weights, "optimizer": opt.state_dict(),
-                                    "scheduler": sched.state_dict(), "rng": rng.getstate(),
-                                    "torch_rng": torch.get_rng_state(), "batches": batches, "log": log,
-                                    "tokens_seen": tokens_seen, "seconds": time.time() - t0})
+            common.save_resume_point(resume_path(out), args, RESUME_SETTING, {
+                "step": step + 1, "weights": weights, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "batches": batches, "log": log,
+                "tokens_seen": tokens_seen, "seconds": time.time() - t0})
     tracker.close()
     if rank == 0:
         models.save_checkpoint(model, tok, args, base_name, log, out)
