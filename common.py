@@ -190,6 +190,22 @@ def write_atomic_with(path, write) -> None:
         raise
 
 
+def trainable_weights(model) -> dict:
+    """The weights the optimizer moves (a LoRA adapter, or every weight with --full), on the CPU: what a
+    resume point stores."""
+    return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def restore_weights(model, weights: dict) -> None:
+    """Put weights saved by trainable_weights back into the model, in place."""
+    import torch
+
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, w in weights.items():
+            params[n].copy_(w)
+
+
 def save_resume_point(path, args, keys: tuple, state: dict) -> None:
     """Write a resume point (torch.save of `state` plus the run's setting, the args named by `keys`)
     atomically: the old one or the new one, never half of one. train.py and rl.py use it."""

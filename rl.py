@@ -315,22 +315,17 @@ def save_state(out: Path, args, model, opt, rng: random.Random, update_index: in
     differ, as they do between any two runs). With --full this is the whole model and its optimizer
     state: on a big model, that is a large file per update."""
     common.save_resume_point(out / STATE, args, RESUME_SETTING, {
-        "update": update_index, "weights": {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad},
+        "update": update_index, "weights": common.trainable_weights(model),
         "optimizer": opt.state_dict(), "rng": rng.getstate()})
 
 
 def resume(out: Path, args, model, opt, rng: random.Random) -> int:
     """The number of updates an interrupted run finished (0 for a fresh run). Their weights, optimizer
     state and task sampler are restored, and curve.jsonl is cut to them."""
-    import torch
-
     state = common.load_resume_point(out / STATE, args, RESUME_SETTING)
     if state is None:
         return 0
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for n, w in state["weights"].items():
-            params[n].copy_(w)
+    common.restore_weights(model, state["weights"])
     opt.load_state_dict(state["optimizer"])
     rng.setstate(state["rng"])
     curve = out / "curve.jsonl"

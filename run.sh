@@ -61,7 +61,7 @@ RL_GROUP=${RL_GROUP:-4}            # episodes per task (G) ...
 RL_TASKS=${RL_TASKS:-2}            # ... and tasks per update: RL_GROUP x RL_TASKS episodes per update
 RL_REWARD=${RL_REWARD:-score}      # score (the game's 0-1 progress) or success: at 5-10% success most groups all fail and teach nothing
 RL_EVAL_EVERY=${RL_EVAL_EVERY:-3}  # greedy test evaluation (EPISODES episodes) every N updates, for the curves
-JEMALLOC=${JEMALLOC:-0}            # 1: train and evaluate with jemalloc (apt install libjemalloc2): 0.57x the memory, 0.86-0.90x the speed
+JEMALLOC=${JEMALLOC:-0}            # 1: train and evaluate with jemalloc (apt install libjemalloc2): 0.57-0.62x the memory, 0.82-0.90x the speed
 THREADS=${THREADS:-0}              # torch CPU threads per script, 0 = all cores; two runs side by side on 2 cores:
                                    # THREADS=1 each and EVAL_BATCH <= 50 (every episode in lockstep holds a game JVM)
 if [[ -z $ACTION_TOKENS ]]; then ACTION_TOKENS=24; [[ $ENV == bfcl* ]] && ACTION_TOKENS=96; fi
@@ -71,7 +71,7 @@ if [[ -z $ACTION_TOKENS ]]; then ACTION_TOKENS=24; [[ $ENV == bfcl* ]] && ACTION
 if [[ -z $MICRO_BATCH ]]; then MICRO_BATCH=0; [[ $ENV == bfcl* || $ENV == textcraft* ]] && MICRO_BATCH=2; fi
 # glibc's malloc keeps the freed activations of every new batch shape, fragmented, so a training
 # process grows over a run (6.2-6.8 GB after 20 steps of the study's batches); jemalloc returns
-# them (3.8-3.9 GB) with the same losses, at 0.86-0.90x the tokens/s (bench/allocator.py,
+# them (3.8-3.9 GB) with the same losses, at 0.82-0.90x the tokens/s (bench/allocator.py,
 # docs/benchmarks.md). For two training streams side by side in 24 GB.
 if [[ $JEMALLOC == 1 ]]; then
   lib=$( (ldconfig -p 2>/dev/null || true) | awk '/libjemalloc\.so\.2 / {print $NF; exit}')

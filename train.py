@@ -314,10 +314,7 @@ def main(argv=None):
     log, batches, t0, tokens_seen, first = [], [], time.time(), 0, 0
     state = common.load_resume_point(resume_path(out), args, RESUME_SETTING)
     if state:  # an interrupted run: its weights, optimizer, schedule, batch order and log
-        params_by_name = dict(model.named_parameters())
-        with torch.no_grad():
-            for n, w in state["weights"].items():
-                params_by_name[n].copy_(w)
+        common.restore_weights(model, state["weights"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         rng.setstate(state["rng"])
@@ -366,9 +363,8 @@ def main(argv=None):
             steps_dir.mkdir(exist_ok=True)
             models.save_checkpoint(model, tok, args, base_name, log, steps_dir / f"step-{step + 1:05d}")
         if rank == 0 and args.resume_every and (step + 1) % args.resume_every == 0 and step + 1 < total:
-            weights = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
             common.save_resume_point(resume_path(out), args, RESUME_SETTING, {
-                "step": step + 1, "weights": weights, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "step": step + 1, "weights": common.trainable_weights(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "batches": batches, "log": log,
                 "tokens_seen": tokens_seen, "seconds": time.time() - t0})
     tracker.close()

@@ -5,8 +5,8 @@ A train.py process on a CPU allocates and frees activations of a new shape at ev
 heap, fragmented, so the resident memory grows over a run; jemalloc returns freed pages. This
 script runs the same train.py command (fresh process each, --steps optimizer steps) under each
 allocator, alternating --repeats times, and reports each one's peak resident memory, tokens/s
-and final loss (the same loss means the same arithmetic). run.sh preloads jemalloc when it is
-installed (`apt install libjemalloc2`; JEMALLOC=0 turns it off).
+and final loss (the same loss means the same arithmetic). `JEMALLOC=1 bash run.sh` preloads it
+(`apt install libjemalloc2`); the default is glibc's malloc, which is faster.
 
   python bench/allocator.py --data results/study/expert.jsonl --steps 20 --threads 1
   python bench/allocator.py --data results/study/expert.jsonl --steps 20 --threads 1 --side-by-side
