@@ -33,10 +33,8 @@ THREADS=${THREADS:-0}              # torch CPU threads per script (run.sh); 1 wh
 ACTION_TOKENS=${ACTION_TOKENS:-}   # as in run.sh: the answer cap of an action (24; bfcl 96)
 if [[ -z $ACTION_TOKENS ]]; then ACTION_TOKENS=24; [[ $ENV == bfcl* ]] && ACTION_TOKENS=96; fi
 CONCLUDE=${CONCLUDE:-append}       # as in run.sh (reflect.py --conclude)
-LR=${LR:-2e-4}                     # the 16-game setting the ablations were measured in, not run.sh's
-EPOCHS=${EPOCHS:-2}                # default run (32 games at 1e-3): 2 epochs of LoRA at 2e-4
-PROMPT_MODES=${PROMPT_MODES:-raw mapped}
-export ACTION_TOKENS CONCLUDE LR EPOCHS K_IWM K_SR TASKS PROMPT_MODES  # so that every run.sh below uses the same
+export ACTION_TOKENS CONCLUDE      # so that every run.sh below uses the same
+export FIXED16=1                   # run.sh's 16-game setting (2 epochs at 2e-4), which the ablations measure around
 if [[ "${SMOKE:-0}" == 1 ]]; then
   MODEL=tiny-random; TASKS=4; KS=${KS_SMOKE:-1 2}; FRACS=${FRACS_SMOKE:-1/2 1}
 fi

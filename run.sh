@@ -3,6 +3,7 @@
 #
 #   SMOKE=1 bash run.sh              # every stage on a tiny random model and a handful of tasks (minutes)
 #   bash run.sh                      # embedded SmolLM2-135M on twx-cooking, 2 CPU cores (README, "The default run")
+#   FIXED16=1 bash run.sh            # the earlier 16-game setting (docs/results.md: the fixed-budget comparison, RL)
 #   STUDY=1 bash run.sh              # the study: budget chosen on dev, every arm, 3 seeds (docs/study.md; days on 2 cores)
 #   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
 #   ENV=bfcl TASKS=8 EPISODES=10 RUN=runs/bfcl bash run.sh    # BFCL (docs/environments.md)
@@ -24,6 +25,10 @@ fi
 if [[ "${STUDY:-0}" == 1 ]]; then  # the paper's protocol (docs/study.md): 64 games, budget chosen on dev, 6 arms x 3 seeds
   : "${RUN:=runs/study}" "${BUDGET:=sweep}" "${SEEDS:=0 1 2}" "${ARMS:=il il-matched iwm iwm-matched iwm-mix sr}"
   : "${EPISODES:=50}" "${EVAL_BATCH:=50}" "${TASKS:=64}" "${K_PROP:=2}" "${MICRO_BATCH:=4}"
+fi
+
+if [[ "${FIXED16:-0}" == 1 ]]; then  # the earlier default: 16 games, 2 epochs of LoRA at 2e-4, K = 2 + 2 (docs/results.md: the fixed-budget comparison, RL, ablations)
+  : "${TASKS:=16}" "${K_IWM:=2}" "${K_SR:=2}" "${LR:=2e-4}" "${EPOCHS:=2}" "${PROMPT_MODES:=raw mapped}"
 fi
 
 # The default run's setting, chosen on twx-cooking's dev split (docs/results.md, "Choosing the default
@@ -78,6 +83,13 @@ if [[ -z $ACTION_TOKENS ]]; then ACTION_TOKENS=24; [[ $ENV == bfcl* ]] && ACTION
 # pass grew past 15 GB, so train.py accumulates gradients over micro-batches of 2 (the same update,
 # far less activation memory)
 if [[ -z $MICRO_BATCH ]]; then MICRO_BATCH=0; [[ $ENV == bfcl* || $ENV == textcraft* ]] && MICRO_BATCH=2; fi
+# The resolved setting, printed, and appended to $RUN/run_settings.txt (one block per invocation).
+# DRY_RUN=1 prints it and stops: what a command line will run, before it runs.
+settings() { local v; for v in ENV MODEL RUN TASKS K_IWM K_SR K_PROP EPOCHS BUDGET LR BATCH MICRO_BATCH SEEDS ARMS \
+  EPISODES EVAL_BATCH PROMPT_MODES MAPPED RL THREADS; do printf '%s=%s\n' "$v" "${!v}"; done; }
+for m in $PROMPT_MODES; do [[ $m == raw || $m == mapped ]] || { echo "run.sh: PROMPT_MODES=$PROMPT_MODES: each word must be raw or mapped" >&2; exit 2; }; done
+settings
+if [[ ${DRY_RUN:-0} == 1 ]]; then exit 0; fi
 # glibc's malloc keeps the freed activations of every new batch shape, fragmented, so a training
 # process grows over a run (6.2-6.8 GB after 20 steps of the study's batches); jemalloc returns
 # them (3.8-3.9 GB) with the same losses, at 0.82-0.90x the tokens/s (bench/allocator.py,
@@ -97,6 +109,7 @@ if [[ $ENV == bfcl* ]] && ! python -c "import bfcl_eval" 2>/dev/null; then
   pip install --no-deps bfcl-eval==2026.3.23
 fi
 mkdir -p "$RUN"
+{ printf '# %s\n' "$(date -u +%FT%TZ)"; settings; } >> "$RUN/run_settings.txt"
 stage() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 # stage_times.tsv collects every invocation's stage times (a resumed or split run keeps them all);
 # a line starting with # opens each invocation
@@ -109,7 +122,7 @@ lines() { python -c "import sys; print(sum(1 for x in open(sys.argv[1]) if x.str
 
 # 1. Collect (paper 4.1): expert trajectories, and at each expert state K_IWM uniform + K_SR policy
 #    (+ K_PROP as-written policy) alternatives executed one step. -> expert.jsonl, rollouts.jsonl.
-#    ~2 min at the defaults (2 cores).
+#    4 min in the default run (2 cores, docs/results.md "The default run").
 stage "1/7 collect"
 [[ -f $RUN/collect_stats.json ]] || timed collect python collect.py --env "$ENV" --split train --tasks "$TASKS" \
   --k-iwm "$K_IWM" --k-sr "$K_SR" --k-proposals "$K_PROP" --model "$MODEL" --max-new-tokens "$ACTION_TOKENS" \
@@ -144,7 +157,7 @@ stage "3/7 iwm data"
 [[ -f $RUN/iwm.jsonl ]] || timed iwm python iwm.py --run "$RUN"
 
 # 4. Reflections (paper 4.3): the untuned model explains why the expert's move beats its own
-#    alternatives. -> reflect.jsonl. ~3 min at the defaults.
+#    alternatives. -> reflect.jsonl. 7 min in the default run.
 stage "4/7 reflect"
 [[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --threads "$THREADS" --show 1
 
@@ -152,8 +165,8 @@ s1=$(( ($(lines "$RUN/iwm.jsonl") + BATCH - 1) / BATCH ))  # one world-model epo
 
 # 5. Train each arm with the budget and evaluate it (paper 5: success on test = in domain, and ood),
 #    arm by arm so that finished evaluations can be kept even when checkpoints are not.
-#    -> ckpt/<arm>-s<seed>/, eval/<arm>/s<seed>/. Training at the defaults: IL 4 min, IWM 6 + 4 min,
-#    SR 5 min; each evaluation 3-6 min (20 + 20 episodes; 2 cores, docs/results.md "The default run").
+#    -> ckpt/<arm>-s<seed>/, eval/<arm>/s<seed>/. Training in the default run: IL 5 min, IWM 10 + 5 min,
+#    SR 7 min; each evaluation 3-4 min (20 + 20 episodes; 2 cores; 52 min in all).
 #    il           imitation for the budget (its step count is "the budget")
 #    iwm          one epoch of world modelling, then the full imitation budget ("full" reading)
 #    iwm-matched  stage 1 + stage 2 = the budget ("matched" reading); when one world-model epoch
