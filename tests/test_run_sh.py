@@ -88,13 +88,15 @@ def test_the_default_run_uses_the_setting_chosen_on_dev_and_the_presets_keep_the
     d = _setting(RUN=run)  # plain `bash run.sh`: 32 games, LoRA 1e-3, 48 steps (1.2 epochs of 40), K = 1 + 1
     assert (d["TASKS"], d["LR"], d["EPOCHS"], d["K_IWM"], d["K_SR"], d["PROMPT_MODES"]) == ("32", "1e-3", "1.2", "1", "1", "mapped")
     assert not (tmp_path / "dry").exists()  # a dry run writes nothing
-    assert _setting(RUN=run, TASKS="8")["TASKS"] == "8" and _setting(RUN=run, TASKS="8")["LR"] == "1e-3"  # a knob given wins
+    given = _setting(RUN=run, TASKS="8")  # a knob given wins, the rest of the setting stays
+    assert (given["TASKS"], given["LR"]) == ("8", "1e-3")
     old = _setting(RUN=run, FIXED16="1")  # the earlier default, which the comparison, RL and ablations used
     assert (old["TASKS"], old["LR"], old["EPOCHS"], old["K_IWM"], old["PROMPT_MODES"]) == ("16", "2e-4", "2", "2", "raw mapped")
     study = _setting(RUN=run, STUDY="1")  # the study keeps its own recipe
     assert (study["TASKS"], study["LR"], study["K_IWM"], study["K_PROP"], study["BUDGET"]) == ("64", "2e-4", "2", "2", "sweep")
     for other in ({"ENV": "textcraft"}, {"MODEL": "Qwen/Qwen2.5-0.5B-Instruct"}):  # not measured there: generic defaults
-        assert (_setting(RUN=run, **other)["TASKS"], _setting(RUN=run, **other)["LR"]) == ("16", "2e-4")
+        generic = _setting(RUN=run, **other)
+        assert (generic["TASKS"], generic["LR"]) == ("16", "2e-4")
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**os.environ, "DRY_RUN": "1", "RUN": run, "PROMPT_MODES": "raw mapd"},
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "PROMPT_MODES=raw mapd" in r.stderr and not (tmp_path / "dry").exists()
