@@ -123,7 +123,7 @@ lines() { python -c "import sys; print(sum(1 for x in open(sys.argv[1]) if x.str
 
 # 1. Collect (paper 4.1): expert trajectories, and at each expert state K_IWM uniform + K_SR policy
 #    (+ K_PROP as-written policy) alternatives executed one step. -> expert.jsonl, rollouts.jsonl.
-#    4 min in the default run (2 cores, docs/results.md "The default run").
+#    2.5 min in the default run (2 cores, docs/results.md "The default run").
 stage "1/7 collect"
 [[ -f $RUN/collect_stats.json ]] || timed collect python collect.py --env "$ENV" --split train --tasks "$TASKS" \
   --k-iwm "$K_IWM" --k-sr "$K_SR" --k-proposals "$K_PROP" --model "$MODEL" --max-new-tokens "$ACTION_TOKENS" \
@@ -158,7 +158,7 @@ stage "3/7 iwm data"
 [[ -f $RUN/iwm.jsonl ]] || timed iwm python iwm.py --run "$RUN"
 
 # 4. Reflections (paper 4.3): the untuned model explains why the expert's move beats its own
-#    alternatives. -> reflect.jsonl. 7 min in the default run.
+#    alternatives. -> reflect.jsonl. 5 min in the default run.
 stage "4/7 reflect"
 [[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --threads "$THREADS" --show 1
 
@@ -166,8 +166,8 @@ s1=$(( ($(lines "$RUN/iwm.jsonl") + BATCH - 1) / BATCH ))  # one world-model epo
 
 # 5. Train each arm with the budget and evaluate it (paper 5: success on test = in domain, and ood),
 #    arm by arm so that finished evaluations can be kept even when checkpoints are not.
-#    -> ckpt/<arm>-s<seed>/, eval/<arm>/s<seed>/. Training in the default run: IL 5 min, IWM 10 + 5 min,
-#    SR 7 min; each evaluation 3-4 min (20 + 20 episodes; 2 cores; 52 min in all).
+#    -> ckpt/<arm>-s<seed>/, eval/<arm>/s<seed>/. Training in the default run: IL 4 min, IWM 8 + 4 min,
+#    SR 6 min; each evaluation about 4 min (20 + 20 episodes; 2 cores; 46 min in all).
 #    il           imitation for the budget (its step count is "the budget")
 #    iwm          one epoch of world modelling, then the full imitation budget ("full" reading)
 #    iwm-matched  stage 1 + stage 2 = the budget ("matched" reading); when one world-model epoch
