@@ -34,7 +34,7 @@ fi
 # The default run's setting, chosen on twx-cooking's dev split (docs/results.md, "Choosing the default
 # setting"): LoRA at 1e-3 in batches of 4 makes imitation a real policy in 1.2 epochs; 24 games are the
 # cheapest within one standard error of 32 on 50 dev games (34% vs 40%), and one alternative of each
-# kind per state keeps the run under 45 min on 2 cores. Other envs and models, and the presets, keep
+# kind per state keeps the run near 45 min on 2 cores (46 measured). Other envs and models, and the presets, keep
 # the generic defaults below.
 if [[ ${SMOKE:-0} != 1 && ${STUDY:-0} != 1 && ${ENV:-twx-cooking} == twx-cooking && ${MODEL:-smollm2-135m} == smollm2-135m ]]; then
   : "${TASKS:=24}" "${K_IWM:=1}" "${K_SR:=1}" "${LR:=1e-3}" "${BATCH:=4}" "${EPOCHS:=1.2}" "${PROMPT_MODES:=mapped}"
