@@ -262,7 +262,8 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
             lo, hi = wilson(solved, episodes)
             half = max(half, (hi - lo) / 2)
             row = {"method": m, "split": split, "seeds": sorted(rates), "episodes": episodes,
-                   "success": round(mean, 4), "ci95": round(half, 4), "per_seed": {str(k): round(v, 4) for k, v in rates.items()}}
+                   "success": round(mean, 4), "ci95": round(half, 4), "per_seed": {str(k): round(v, 4) for k, v in rates.items()},
+                   "dtype": eval_dtype(run, m, sorted(rates))}
             if scores.get((m, split)):
                 row["score"] = round(sum(scores[m, split]) / len(scores[m, split]), 4)
             if ref_rates and m != reference:
@@ -277,6 +278,32 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
                 row["reference"] = reference  # the *_vs_il fields count against this method (--reference)
             rows.append(row)
     return rows
+
+
+def seed_dtypes(run: Path, seed: int) -> dict:
+    """{method: dtype} of every evaluation of this training seed that recorded what --dtype became."""
+    import json
+
+    found = {}
+    for args in sorted(run.glob(f"eval/*/s{seed}/args.json")):
+        dtype = json.loads(args.read_text()).get("dtype_resolved")
+        if dtype:
+            found[args.parent.parent.name] = dtype
+    return found
+
+
+def check_seed_dtype(run: str, seed: str, dtype: str = "auto") -> None:
+    """run.sh, before it trains an arm: a seed's arms are compared episode by episode (the sign test),
+    so they all run in one dtype. bf16 and fp32 train and decode differently, and --dtype auto means
+    bf16 on a CPU with native bf16 and fp32 elsewhere: a run resumed on another machine would mix them."""
+    here = models.resolved_dtype_name(dtype)
+    other = {m: d for m, d in seed_dtypes(Path(run), int(seed)).items() if d != here}
+    if other:
+        method, was = next(iter(other.items()))
+        raise common.UserError(
+            f"{run}/eval/{method}/s{seed}: seed {seed}'s arms ran in {was}, and --dtype {dtype} is {here} on this machine; "
+            f"one seed's arms share a dtype: resume it where {was} is what auto gives, set DTYPE={was} "
+            f"(can be many times slower here: docs/benchmarks.md), or go on with another seed")
 
 
 def pvalue(p: float) -> str:
@@ -302,6 +329,17 @@ def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
         lines.append("| " + " | ".join(cells) + " |")
         table.add_row(*cells)
     Console().print(table)
+    # what the evaluations ran in (bf16 and fp32 decode differently): one dtype, or which arm used which
+    dtypes = {r.get("dtype", "?*") for r in rows} - {"?*"}  # ?*: no args file says (hand-made folders)
+    if not dtypes:
+        pass
+    elif len(dtypes) == 1:
+        lines.append(f"\ndtype: {dtypes.pop()} (every evaluation)")
+    else:
+        by_method = {r["method"]: r.get("dtype", "?") for r in rows}
+        lines.append("\ndtypes differ: " + "; ".join(f"{m} {d}" for m, d in by_method.items()))
+    if dtypes:
+        print(lines[-1].strip())
     md = "\n".join(lines) + "\n"
     name = "results" if reference == "il" else f"results-vs-{reference}"
     common.write_atomic(run / f"{name}.md", md)

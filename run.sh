@@ -76,6 +76,8 @@ RL_GROUP=${RL_GROUP:-4}            # episodes per task (G) ...
 RL_TASKS=${RL_TASKS:-2}            # ... and tasks per update: RL_GROUP x RL_TASKS episodes per update
 RL_REWARD=${RL_REWARD:-score}      # score (the game's 0-1 progress) or success: at 5-10% success most groups all fail and teach nothing
 RL_EVAL_EVERY=${RL_EVAL_EVERY:-3}  # greedy test evaluation (EPISODES episodes) every N updates, for the curves
+DTYPE=${DTYPE:-auto}               # weights and products: auto = bf16 where the CPU has it natively (or CUDA), fp32 elsewhere;
+                                   # one seed's arms must share it (checked before each arm: evaluate.check_seed_dtype)
 JEMALLOC=${JEMALLOC:-0}            # 1: train and evaluate with jemalloc (apt install libjemalloc2): 0.57-0.62x the memory, 0.82-0.90x the speed
 THREADS=${THREADS:-0}              # torch CPU threads per script, 0 = all cores; two runs side by side on 2 cores:
                                    # THREADS=1 each and EVAL_BATCH <= 50 (every episode in lockstep holds a game JVM)
@@ -87,7 +89,7 @@ if [[ -z $MICRO_BATCH ]]; then MICRO_BATCH=0; [[ $ENV == bfcl* || $ENV == textcr
 # The resolved setting, printed, and appended to $RUN/run_settings.txt (one block per invocation).
 # DRY_RUN=1 prints it and stops: what a command line will run, before it runs.
 settings() { local v; for v in ENV MODEL RUN TASKS K_IWM K_SR K_PROP EPOCHS BUDGET LR BATCH MICRO_BATCH SEEDS ARMS \
-  EPISODES EVAL_BATCH PROMPT_MODES MAPPED RL THREADS; do printf '%s=%s\n' "$v" "${!v}"; done; }
+  EPISODES EVAL_BATCH PROMPT_MODES MAPPED RL THREADS DTYPE; do printf '%s=%s\n' "$v" "${!v}"; done; }
 for m in $PROMPT_MODES; do [[ $m == raw || $m == mapped ]] || { echo "run.sh: PROMPT_MODES=$PROMPT_MODES: each word must be raw or mapped" >&2; exit 2; }; done
 settings
 if [[ ${DRY_RUN:-0} == 1 ]]; then exit 0; fi
@@ -127,7 +129,7 @@ lines() { python -c "import sys; print(sum(1 for x in open(sys.argv[1]) if x.str
 stage "1/7 collect"
 [[ -f $RUN/collect_stats.json ]] || timed collect python collect.py --env "$ENV" --split train --tasks "$TASKS" \
   --k-iwm "$K_IWM" --k-sr "$K_SR" --k-proposals "$K_PROP" --model "$MODEL" --max-new-tokens "$ACTION_TOKENS" \
-  --threads "$THREADS" --out "$RUN"
+  --threads "$THREADS" --dtype "$DTYPE" --out "$RUN"
 
 # 2. The imitation budget (the paper's protocol), -> budget.json, read by every arm below.
 #    BUDGET=epochs: EPOCHS epochs over expert.jsonl, as given. BUDGET=sweep: one imitation run of
@@ -142,9 +144,9 @@ if [[ ! -f $RUN/budget.json ]]; then
     total=$(python -c "import sys; print(max(1, round(float(sys.argv[1]) * int(sys.argv[2]))))" "$SWEEP_EPOCHS" "$per_epoch")
     every=$SWEEP_EVERY; (( every > 0 )) || every=$(( total / 6 > 0 ? total / 6 : 1 ))
     [[ -f $C/sweep/loss.jsonl ]] || timed "train sweep" python train.py --model "$MODEL" --data "$RUN/expert.jsonl" \
-      --steps "$total" --save-every "$every" --batch "$BATCH" --lr "$LR" --seed 0 --threads "$THREADS" --micro-batch "$MICRO_BATCH" $TRAIN_FLAGS --out "$C/sweep"
+      --steps "$total" --save-every "$every" --batch "$BATCH" --lr "$LR" --seed 0 --threads "$THREADS" --micro-batch "$MICRO_BATCH" --dtype "$DTYPE" $TRAIN_FLAGS --out "$C/sweep"
     timed "budget sweep" python budget.py --ckpt "$C/sweep" --env "$ENV" --episodes "$DEV_EPISODES" --batch "$DEV_EPISODES" \
-      --max-steps "$MAX_STEPS" --max-new-tokens "$ACTION_TOKENS" --threads "$THREADS" --eval-dir "$RUN/dev" \
+      --max-steps "$MAX_STEPS" --max-new-tokens "$ACTION_TOKENS" --threads "$THREADS" --dtype "$DTYPE" --eval-dir "$RUN/dev" \
       --out "$RUN/budget.json"
   else
     python budget.py --fixed-epochs "$EPOCHS" --data "$RUN/expert.jsonl" --batch-size "$BATCH" --out "$RUN/budget.json"
@@ -160,7 +162,7 @@ stage "3/7 iwm data"
 # 4. Reflections (paper 4.3): the untuned model explains why the expert's move beats its own
 #    alternatives. -> reflect.jsonl. 5 min in the default run.
 stage "4/7 reflect"
-[[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --threads "$THREADS" --show 1
+[[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --threads "$THREADS" --dtype "$DTYPE" --show 1
 
 s1=$(( ($(lines "$RUN/iwm.jsonl") + BATCH - 1) / BATCH ))  # one world-model epoch, in steps
 
@@ -178,11 +180,13 @@ s1=$(( ($(lines "$RUN/iwm.jsonl") + BATCH - 1) / BATCH ))  # one world-model epo
 #    sr           imitation data + reflections mixed, the budget's epochs
 stage "5/7 train and evaluate"
 train() { local out=$1; shift; [[ -f $out/loss.jsonl ]] || timed "train $(basename "$out")" python train.py \
-  --model "$MODEL" --batch "$BATCH" --lr "$LR" --threads "$THREADS" --micro-batch "$MICRO_BATCH" $TRAIN_FLAGS \
+  --model "$MODEL" --batch "$BATCH" --lr "$LR" --threads "$THREADS" --micro-batch "$MICRO_BATCH" --dtype "$DTYPE" $TRAIN_FLAGS \
   --out "$out" "$@"; }
 ev() { local out=$1; shift; [[ -f $out/summary.jsonl ]] || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
   python evaluate.py --env "$ENV" --split test ood --episodes "$EPISODES" --batch "$EVAL_BATCH" \
-  --max-steps "$MAX_STEPS" --threads "$THREADS" --out "$out" "$@"; }
+  --max-steps "$MAX_STEPS" --threads "$THREADS" --dtype "$DTYPE" --out "$out" "$@"; }
+same_dtype() { python -c 'import sys, common, evaluate; common.run_main(lambda: evaluate.check_seed_dtype(*sys.argv[1:]))' \
+  "$RUN" "$1" "$DTYPE"; }  # a seed's arms are compared episode by episode: one dtype for all of them
 tokens_of() { if [[ $1 == sr ]]; then echo $((ACTION_TOKENS + THOUGHT_TOKENS)); else echo "$ACTION_TOKENS"; fi; }
 evaluated() {  # every evaluation of this arm and seed is written (then its checkpoint is not needed)
   [[ -f $RUN/eval/$1/s$2/summary.jsonl ]] && { [[ $MAPPED != 1 ]] || [[ -f $RUN/eval/$1-mapped/s$2/summary.jsonl ]]; }; }
@@ -214,6 +218,7 @@ train_arm() {
 for seed in $SEEDS; do
   for arm in $ARMS; do
     evaluated "$arm" "$seed" && continue
+    same_dtype "$seed"
     train_arm "$arm" "$seed"
     tokens=$(tokens_of "$arm")
     ev "$RUN/eval/$arm/s$seed" --model "$C/$arm-s$seed" --label "$arm" --max-new-tokens "$tokens"
@@ -246,7 +251,7 @@ if [[ $RL == 1 ]]; then
       [[ -f $R/ckpt/adapter_config.json ]] || timed "rl $arm-s$seed" python rl.py --init "$C/$arm-s$seed" \
         --env "$ENV" --updates "$RL_UPDATES" --group "$RL_GROUP" --tasks-per-update "$RL_TASKS" --reward "$RL_REWARD" \
         --batch "$EVAL_BATCH" --max-steps "$MAX_STEPS" --max-new-tokens "$tokens" --eval-every "$RL_EVAL_EVERY" \
-        --eval-episodes "$EPISODES" --seed "$seed" --threads "$THREADS" --out "$R"
+        --eval-episodes "$EPISODES" --seed "$seed" --threads "$THREADS" --dtype "$DTYPE" --out "$R"
       ev "$RUN/eval/rl-$arm/s$seed" --model "$R/ckpt" --label "rl-$arm" --max-new-tokens "$tokens"
     done
   done

@@ -104,3 +104,26 @@ def test_results_table_means_gains_and_pairs(tmp_path):
     assert "gain vs IL" in (tmp_path / "results.md").read_text()  # the IL table is left as it was
     with pytest.raises(common.UserError, match="reference method 'ilm'"):
         evaluate.results_table(tmp_path, reference="ilm")
+
+
+def test_a_seeds_arms_share_one_dtype(tmp_path):
+    """run.sh asks before it trains an arm: seed 0's evaluations ran in bf16, so this machine must give
+    bf16 for seed 0 too; another seed is free. The table says which dtype each method ran in."""
+    for method, seed, dtype in [("il", 0, "bf16"), ("iwm", 0, "bf16"), ("il", 1, "fp32")]:
+        d = tmp_path / "eval" / method / f"s{seed}"
+        d.mkdir(parents=True)
+        common.write_jsonl(d / "test.jsonl", [{"task_id": "t0", "success": True}, {"task_id": "t1", "success": False}])
+        common.write_jsonl(d / "summary.jsonl", [{"model": method, "split": "test", "mode": "raw"}])
+        (d / "args.json").write_text(json.dumps({"dtype": "auto", "dtype_resolved": dtype}))
+    assert evaluate.seed_dtypes(tmp_path, 0) == {"il": "bf16", "iwm": "bf16"}
+    with pytest.raises(common.UserError, match=r"eval/il/s0: seed 0's arms ran in bf16, and --dtype fp32 is fp32"):
+        evaluate.check_seed_dtype(str(tmp_path), "0", "fp32")
+    evaluate.check_seed_dtype(str(tmp_path), "0", "bf16")   # the same dtype: nothing to say
+    with pytest.raises(common.UserError, match="seed 1's arms ran in fp32"):
+        evaluate.check_seed_dtype(str(tmp_path), "1", "bf16")
+    evaluate.check_seed_dtype(str(tmp_path), "2", "fp32")   # a new seed
+    rows = evaluate.results_table(tmp_path)
+    assert {r["method"]: r["dtype"] for r in rows} == {"il": "bf16, fp32", "iwm": "bf16"}
+    assert "dtypes differ: il bf16, fp32; iwm bf16" in evaluate.write_table(tmp_path, rows)
+    (tmp_path / "eval" / "il" / "s1" / "args.json").write_text(json.dumps({"dtype_resolved": "bf16"}))
+    assert "\ndtype: bf16 (every evaluation)\n" in evaluate.write_table(tmp_path, evaluate.results_table(tmp_path))
