@@ -71,6 +71,17 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     last = (run / "stage_times.tsv").read_text().split("\n# ")[-1].split("\n")[1:]
     assert [t.split("\t")[0] for t in last if t] == ["total"] and not (run / "ckpt").exists()
+    # resumed on a machine where the dtype differs, an arm of seed 0 still to train stops before training:
+    # one clear line, nothing trained (a seed's arms are compared episode by episode, in one dtype)
+    args = run / "eval" / "il" / "s0" / "args.json"
+    args.write_text(json.dumps({**json.loads(args.read_text()), "dtype_resolved": "fp16"}))
+    shutil.rmtree(run / "eval" / "iwm" / "s0")
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**env, "DTYPE": "fp32"}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: {run}/eval/il/s0: seed 0's arms ran in fp16, and --dtype fp32 is fp32 on this machine; one seed's arms "
+        "share a dtype: resume it where fp16 is what auto gives, set DTYPE=fp16 (can be many times slower here: "
+        "docs/benchmarks.md), or go on with another seed"], r.stderr[-2000:]
+    assert not (run / "ckpt").exists() and not (run / "eval" / "iwm" / "s0").exists()
 
 
 def _setting(**env):
@@ -103,14 +114,3 @@ def test_the_default_run_uses_the_setting_chosen_on_dev_and_the_presets_keep_the
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**os.environ, "DRY_RUN": "1", "RUN": run, "PROMPT_MODES": "raw mapd"},
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "PROMPT_MODES=raw mapd" in r.stderr and not (tmp_path / "dry").exists()
-    # resumed on a machine where the dtype differs, an arm of seed 0 still to train stops before training:
-    # one clear line, nothing trained (a seed's arms are compared episode by episode, in one dtype)
-    args = run / "eval" / "il" / "s0" / "args.json"
-    args.write_text(json.dumps({**json.loads(args.read_text()), "dtype_resolved": "fp16"}))
-    shutil.rmtree(run / "eval" / "iwm" / "s0")
-    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**env, "DTYPE": "fp32"}, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        f"error: {run}/eval/il/s0: seed 0's arms ran in fp16, and --dtype fp32 is fp32 on this machine; one seed's arms "
-        "share a dtype: resume it where fp16 is what auto gives, set DTYPE=fp16 (can be many times slower here: "
-        "docs/benchmarks.md), or go on with another seed"], r.stderr[-2000:]
-    assert not (run / "ckpt").exists() and not (run / "eval" / "iwm" / "s0").exists()
