@@ -35,19 +35,3 @@ def run_script(*args, cwd=ROOT, env=None):
     return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=900)
 
-
-# The four longest tests (each a pipeline of many script processes, minutes), first: with
-# `pytest -n 2` (the README's command) the two workers start on two each instead of one worker
-# ending the run alone with the last of them.
-LONGEST = ("test_run_sh.py::test_smoke_pipeline_end_to_end_and_rerun_skips",
-           "test_ablate.py::test_ablation_over_the_fraction_of_expert_data",
-           "test_ablate.py::test_ablation_over_k",
-           "test_rl.py::test_grpo_raises_training_success_after_an_imitation_warm_up")
-
-
-def pytest_collection_modifyitems(config, items):
-    def rank(item):
-        name = item.nodeid.split("tests/")[-1]
-        return LONGEST.index(name) if name in LONGEST else len(LONGEST)
-
-    items.sort(key=rank)  # stable: every other test keeps its order
