@@ -280,16 +280,20 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
     return rows
 
 
-def seed_dtypes(run: Path, seed: int) -> dict:
-    """{method: dtype} of every evaluation of this training seed that recorded what --dtype became."""
+def recorded_dtype(run: Path, method: str, seed) -> str:
+    """What --dtype became for one evaluation, from its args file; "auto*" (the flag, starred) where
+    the file is older than dtype_resolved, "?*" where there is none."""
     import json
 
-    found = {}
-    for args in sorted(run.glob(f"eval/*/s{seed}/args.json")):
-        dtype = json.loads(args.read_text()).get("dtype_resolved")
-        if dtype:
-            found[args.parent.parent.name] = dtype
-    return found
+    args = run / "eval" / method / f"s{seed}" / "args.json"
+    prev = json.loads(args.read_text()) if args.exists() else {}
+    return prev.get("dtype_resolved") or f"{prev.get('dtype', '?')}*"
+
+
+def seed_dtypes(run: Path, seed: int) -> dict:
+    """{method: dtype} of every evaluation of this training seed that recorded what --dtype became."""
+    found = {d.parent.name: recorded_dtype(run, d.parent.name, seed) for d in sorted(run.glob(f"eval/*/s{seed}"))}
+    return {m: d for m, d in found.items() if not d.endswith("*")}
 
 
 def check_seed_dtype(run: str, seed: str, dtype: str = "auto") -> None:
@@ -331,14 +335,10 @@ def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
     Console().print(table)
     # what the evaluations ran in (bf16 and fp32 decode differently): one dtype, or which arm used which
     dtypes = {r.get("dtype", "?*") for r in rows} - {"?*"}  # ?*: no args file says (hand-made folders)
-    if not dtypes:
-        pass
-    elif len(dtypes) == 1:
-        lines.append(f"\ndtype: {dtypes.pop()} (every evaluation)")
-    else:
-        by_method = {r["method"]: r.get("dtype", "?") for r in rows}
-        lines.append("\ndtypes differ: " + "; ".join(f"{m} {d}" for m, d in by_method.items()))
     if dtypes:
+        by_method = {r["method"]: r.get("dtype", "?") for r in rows}
+        lines.append(f"\ndtype: {dtypes.pop()} (every evaluation)" if len(dtypes) == 1 else
+                     "\ndtypes differ: " + "; ".join(f"{m} {d}" for m, d in by_method.items()))
         print(lines[-1].strip())
     md = "\n".join(lines) + "\n"
     name = "results" if reference == "il" else f"results-vs-{reference}"
@@ -352,14 +352,7 @@ def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
 def eval_dtype(run: Path, method: str, seeds: list) -> str:
     """The dtype(s) a method's evaluations ran in, from their args files: settings of one ablation
     can come from machines where --dtype auto meant bf16 or fp32 (greedy episodes can differ)."""
-    import json
-
-    found = set()
-    for seed in seeds:
-        args = run / "eval" / method / f"s{seed}" / "args.json"
-        prev = json.loads(args.read_text()) if args.exists() else {}
-        found.add(prev.get("dtype_resolved") or f"{prev.get('dtype', '?')}*")
-    return ", ".join(sorted(found))
+    return ", ".join(sorted({recorded_dtype(run, method, seed) for seed in seeds}))
 
 
 def ablation(root: Path) -> list[dict]:

@@ -216,9 +216,10 @@ train_arm() {
 [[ " $PROMPT_MODES " != *" raw "* ]] || ev "$RUN/eval/prompt/s0" --model "$MODEL" --label prompt
 [[ " $PROMPT_MODES " != *" mapped "* ]] || ev "$RUN/eval/prompt-mapped/s0" --model "$MODEL" --label prompt-mapped --action-mode mapped
 for seed in $SEEDS; do
+  checked=0  # the dtype check, once per seed, before its first arm to train
   for arm in $ARMS; do
     evaluated "$arm" "$seed" && continue
-    same_dtype "$seed"
+    (( checked )) || { same_dtype "$seed"; checked=1; }
     train_arm "$arm" "$seed"
     tokens=$(tokens_of "$arm")
     ev "$RUN/eval/$arm/s$seed" --model "$C/$arm-s$seed" --label "$arm" --max-new-tokens "$tokens"

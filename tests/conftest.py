@@ -34,4 +34,3 @@ def run_script(*args, cwd=ROOT, env=None):
 
     return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=900)
-
