@@ -5,6 +5,7 @@ import pytest
 
 import common
 import evaluate
+import stats
 from conftest import run_script
 
 ARGS = ["--model", "tiny-random", "--dtype", "fp32", "--env", "twx-coin", "--split", "test", "ood",
@@ -89,7 +90,7 @@ def test_results_table_means_gains_and_pairs(tmp_path):
     # seeds that agree exactly (1 of 4 each): the t-interval is 0, the pooled Wilson interval stands
     put("sr", 0, [0, 0, 0, 1])
     put("sr", 1, [0, 0, 1, 0])
-    lo, hi = evaluate.wilson(2, 8)  # 0.0715 - 0.5907
+    lo, hi = stats.wilson(2, 8)  # 0.0715 - 0.5907
     sr = evaluate.results_table(tmp_path)[-1]
     assert sr["method"] == "sr" and sr["ci95"] == pytest.approx((hi - lo) / 2, abs=1e-4) and sr["ci95"] > 0.25
     assert evaluate.pvalue(0.00049) == "< 0.01" and evaluate.pvalue(0.0703) == "0.07"
