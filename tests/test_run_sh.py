@@ -29,6 +29,8 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     assert all(x["episodes"] == 3 for x in rows)
     vs = common.read_jsonl(run / "results-vs-il-matched.jsonl")  # the paired tests against IL-matched too
     assert {x["method"] for x in vs} == {x["method"] for x in rows}
+    failed = (run / "failures.md").read_text().splitlines()[2:]  # how each unsolved episode ended: a row per method and split
+    assert sorted(ln.split(" | ")[0][2:] for ln in failed) == sorted(m for m in METHODS for _ in ("test", "ood"))
     # the budget: chosen on dev from the sweep's checkpoints (every 2 steps), read by every arm
     budget = json.loads((run / "budget.json").read_text())
     sweep = sum(1 for _ in open(run / "ckpt" / "sweep" / "loss.jsonl"))
