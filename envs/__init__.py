@@ -10,40 +10,35 @@ from envs.base import SPLITS, EnvError, TextEnv  # noqa: F401
 ENV_NAMES = ("twx-cooking", "twx-coin", "twx-mapreader", "bfcl", "scienceworld", "textcraft")
 
 
+# env name -> (module, class); the twx-* games are one class (envs/twx.py)
+CLASSES = {"scienceworld": ("envs.scienceworld", "ScienceWorld"), "bfcl": ("envs.bfcl", "BFCLEnv"),
+           "textcraft": ("envs.textcraft", "TextCraftEnv"), "twx-cooking": ("envs.twx", "TWXEnv"),
+           "twx-coin": ("envs.twx", "TWXEnv"), "twx-mapreader": ("envs.twx", "TWXEnv")}
+
+
+def env_class(name: str) -> type:
+    """The class behind an env name (its module imported, no simulator started)."""
+    import importlib
+
+    base = name.split(":")[0]
+    if base not in CLASSES:
+        raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(ENV_NAMES)}")
+    module, cls = CLASSES[base]
+    return getattr(importlib.import_module(module), cls)
+
+
 def make(name: str) -> TextEnv:
-    if name.split(":")[0] == "scienceworld":
-        from envs.scienceworld import ScienceWorld
-
-        return ScienceWorld(name)
-    if name.split(":")[0] == "bfcl":
-        from envs.bfcl import BFCLEnv
-
-        return BFCLEnv(name)
-    if name.split(":")[0] == "textcraft":
-        from envs.textcraft import TextCraftEnv
-
-        return TextCraftEnv(name)
-    if name.split(":")[0] in ENV_NAMES:
-        from envs.twx import TWXEnv
-
-        return TWXEnv(name)
-    raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(ENV_NAMES)}")
+    return env_class(name)(name)
 
 
 def default_max_steps(name: str) -> int:
     """The env's episode step limit (evaluate.py --max-steps 0), without starting its simulator."""
     base = name.split(":")[0]
-    if base in ("twx-cooking", "twx-coin", "twx-mapreader"):
+    if base.startswith("twx-") and base in CLASSES:  # one class, a step limit per game
         from envs.twx import GAMES
 
         return GAMES[base][3]
-    if base in ("bfcl", "scienceworld", "textcraft"):
-        import importlib
-
-        module = importlib.import_module(f"envs.{base}")
-        return next(c.max_steps for c in vars(module).values()
-                    if isinstance(c, type) and issubclass(c, TextEnv) and c is not TextEnv and c.__module__ == module.__name__)
-    raise EnvError(f"unknown env {name!r}; choose one of: {', '.join(ENV_NAMES)}")
+    return env_class(name).max_steps
 
 
 def why_failed(name: str, trajectory: list[dict], max_steps: int) -> str:
