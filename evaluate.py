@@ -287,19 +287,37 @@ def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Why episodes fail (--failures): each unsolved episode's ending, counted per method and split
+def _count_table(rows: list[dict], field: str, keys: list[str], title: str):
+    """One count table, method x split rows and a column per key of row[field]: markdown lines and
+    the rich table (its columns fold their headers instead of cutting them)."""
+    from rich.table import Table
+
+    cols = ("method", "split", "episodes", "solved", *keys)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        cells = [r["method"], r["split"], str(r["episodes"]), str(r["solved"]), *(str(r[field].get(k, 0)) for k in keys)]
+        lines.append("| " + " | ".join(cells) + " |")
+        table.add_row(*cells)
+    return lines, table
+
+
 def failures(run: Path) -> list[dict]:
     """For every evaluation under RUN/eval/, the unsolved episodes by kind of failure (envs.why_failed:
     for twx-cooking the move that lost the game, e.g. the wrong appliance; elsewhere the step limit or
-    a loss), pooled over seeds -> RUN/failures.md (and a rich table)."""
+    a loss), pooled over seeds, and for twx-cooking which appliance each wrong-appliance loss used
+    for which verb -> RUN/failures.md (and rich tables)."""
     from rich.console import Console
-    from rich.table import Table
 
     counts: dict = {}
     for method, seed, split, eps, folder in evaluations(run):
         args = eval_args(folder)
         env = args.get("env", "twx-cooking")
         max_steps = args.get("max_steps") or envs.default_max_steps(env)
-        row = counts.setdefault((method, split), {"method": method, "split": split, "episodes": 0, "solved": 0, "kinds": {}})
+        row = counts.setdefault((method, split), {"method": method, "split": split, "episodes": 0, "solved": 0,
+                                                  "kinds": {}, "details": {}})
         row["episodes"] += len(eps)
         for e in eps:
             if e["success"]:
@@ -307,6 +325,9 @@ def failures(run: Path) -> list[dict]:
             else:
                 kind = envs.why_failed(env, e.get("trajectory", []), max_steps)
                 row["kinds"][kind] = row["kinds"].get(kind, 0) + 1
+                detail = envs.failure_detail(env, e.get("trajectory", [])) if kind != "step limit" else None
+                if detail:  # e.g. "fry -> grill": what the recipe said, what the agent did
+                    row["details"][detail] = row["details"].get(detail, 0) + 1
     if not counts:
         raise common.UserError(f"{run}/eval: no evaluation summaries found")
     splits = ("test", "ood", "dev", "train")
@@ -316,16 +337,19 @@ def failures(run: Path) -> list[dict]:
         for k, n in r["kinds"].items():
             total[k] = total.get(k, 0) + n
     kinds = sorted(total, key=lambda k: (-total[k], k))  # the most common failure first
-    cols = ("method", "split", "episodes", "solved", *kinds)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    table = Table(title=f"why episodes fail: {run}")
-    for c in cols:
-        table.add_column(c)
+    lines, table = _count_table(rows, "kinds", kinds, f"why episodes fail: {run}")
+    details: dict = {}
     for r in rows:
-        cells = [r["method"], r["split"], str(r["episodes"]), str(r["solved"]), *(str(r["kinds"].get(k, 0)) for k in kinds)]
-        lines.append("| " + " | ".join(cells) + " |")
-        table.add_row(*cells)
+        for k, n in r["details"].items():
+            details[k] = details.get(k, 0) + n
+    if details:  # twx-cooking: which appliance the recipe asked for, which one the agent used
+        more, detail_table = _count_table(rows, "details", sorted(details, key=lambda k: (-details[k], k)),
+                                          "wrong appliance: the recipe's verb -> the agent's")
+        lines += ["", "Wrong appliance, the recipe's verb -> the one the agent used (grill: toaster, roast: oven, "
+                  "fry: stove):", "", *more]
     Console().print(table)
+    if details:
+        Console().print(detail_table)
     common.write_atomic(run / "failures.md", "\n".join(lines) + "\n")
     print(f"wrote {run / 'failures.md'}")
     return rows

@@ -53,6 +53,18 @@ def why_failed(name: str, trajectory: list[dict], max_steps: int) -> str:
     return failure_kind(trajectory, max_steps)
 
 
+def failure_detail(name: str, trajectory: list[dict]) -> str | None:
+    """More about an unsolved episode where the env can tell it (evaluate.py --failures counts these
+    under its table): for twx-cooking, the appliance confusion of a "wrong appliance" loss as
+    "recipe -> agent" (e.g. "fry -> grill"); None elsewhere."""
+    if name.split(":")[0] == "twx-cooking":
+        from envs.twx import wrong_appliance
+
+        pair = wrong_appliance(trajectory)
+        return f"{pair[0]} -> {pair[1]}" if pair else None
+    return None
+
+
 def check_split(split: str) -> str:
     if split not in SPLITS:
         raise EnvError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")

@@ -52,25 +52,43 @@ COOKING_VERB = {"toaster": "grill", "oven": "roast", "stove": "fry"}
 CUTS = ("slice", "dice", "chop")
 
 
+def _recipe_directions(trajectory: list[dict]) -> str | None:
+    """The recipe's directions as the agent read them ("read cookbook"), or None if it never did."""
+    recipe = next((s["observation"] for s in trajectory
+                   if s["action"] == "read cookbook" and "Directions:" in s["observation"]), None)
+    return recipe.split("Directions:", 1)[1] if recipe else None
+
+
+def wrong_appliance(trajectory: list[dict]) -> tuple[str, str] | None:
+    """(what the recipe said, what the agent did), e.g. ("fry", "grill"), when the episode's last move
+    cooked an ingredient on another appliance than the recipe's (read from the recipe the agent
+    read); None otherwise. evaluate.py --failures counts these pairs under its failures table."""
+    directions = _recipe_directions(trajectory)
+    last = trajectory[-1]["action"] if trajectory else ""
+    cook = re.fullmatch(r"cook (.+) (?:in|with) (toaster|oven|stove)", last)
+    if directions is None or not cook:
+        return None
+    item, appliance = cook.groups()
+    wanted = [v for v in COOKING_VERB.values() if re.search(rf"\b{v} the {re.escape(item)}\b", directions)]
+    used = COOKING_VERB[appliance]
+    return (wanted[0], used) if wanted and used not in wanted else None
+
+
 def cooking_failure(trajectory: list[dict], max_steps: int) -> str:
     """Why an unsolved twx-cooking episode failed, from its trajectory: the step limit, or the move
     that lost the game (cookingworld ends a game when an ingredient is cooked or cut against the
     recipe, or eaten; cooking the same thing twice is not a loss): "wrong appliance" (the recipe says
-    to fry, the agent grilled), "cooked what the recipe does not cook", "wrong cut" (a cut the
-    recipe does not ask for), "ate an ingredient", "cooked or cut before reading the recipe", or
-    "other loss" (any other move)."""
+    to fry, the agent grilled: wrong_appliance), "cooked what the recipe does not cook", "wrong cut"
+    (a cut the recipe does not ask for), "ate an ingredient", "cooked or cut before reading the
+    recipe", or "other loss" (any other move)."""
     if len(trajectory) >= max_steps:
         return "step limit"
-    recipe = next((s["observation"] for s in trajectory
-                   if s["action"] == "read cookbook" and "Directions:" in s["observation"]), None)
+    directions = _recipe_directions(trajectory)
     last = trajectory[-1]["action"] if trajectory else ""
-    directions = recipe.split("Directions:", 1)[1] if recipe else None
     cook = re.fullmatch(r"cook (.+) (?:in|with) (toaster|oven|stove)", last)
     cut = re.fullmatch(rf"({'|'.join(CUTS)}) (.+)", last)
     if directions is not None and cook:
-        item, appliance = cook.groups()
-        wanted = [v for v in COOKING_VERB.values() if re.search(rf"\b{v} the {re.escape(item)}\b", directions)]
-        return "wrong appliance" if wanted and COOKING_VERB[appliance] not in wanted else "cooked what the recipe does not cook"
+        return "wrong appliance" if wrong_appliance(trajectory) else "cooked what the recipe does not cook"
     if directions is not None and cut:
         return "wrong cut"
     if cook or cut:

@@ -141,6 +141,7 @@ def test_why_a_cooking_game_was_lost(cooking):
         trajectory, done = play(gold[:cook] + [last])
         assert done and not cooking.success(), last  # the game is over, and lost
         assert envs.why_failed("twx-cooking", trajectory, 15) == "wrong appliance", last
+        assert envs.failure_detail("twx-cooking", trajectory) == ("grill -> fry" if "stove" in last else "grill -> roast")
     trajectory, done = play(gold[:cook + 1] + ["cook chicken wing in toaster"])  # grilled twice: still playing
     assert not done
     # the recipe only chops the pepper (train/23), or chops where the agent dices (train/13)
@@ -150,6 +151,7 @@ def test_why_a_cooking_game_was_lost(cooking):
         path = cooking.expert_actions(other)
         trajectory, done = play(path[:path.index(moves[0]) + 1] + moves[1:], other)
         assert done and not cooking.success() and envs.why_failed("twx-cooking", trajectory, 15) == kind, n
+        assert envs.failure_detail("twx-cooking", trajectory) is None  # no appliance confusion in these
     salted = cooking.tasks("train")[2]  # the recipe's one ingredient is salt, which can be eaten
     salt_gold = cooking.expert_actions(salted)
     trajectory, done = play(salt_gold[:salt_gold.index("take salt") + 1] + ["eat salt"], salted)
@@ -164,4 +166,5 @@ def test_why_a_cooking_game_was_lost(cooking):
     # another env: only the step limit or a loss can be told from a trajectory
     assert envs.why_failed("twx-coin", trajectory, 3) == "step limit"
     assert envs.why_failed("twx-coin", trajectory, 25) == "lost (the game ended it)"
+    assert envs.failure_detail("twx-coin", trajectory) is None
     assert envs.default_max_steps("twx-cooking") == 15 and envs.default_max_steps("textcraft") == 15

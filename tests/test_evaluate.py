@@ -148,9 +148,12 @@ def test_failures_table_counts_each_unsolved_episode_by_how_it_ended(tmp_path):
     rows = evaluate.failures(tmp_path)
     assert [(r["method"], r["episodes"], r["solved"]) for r in rows] == [("prompt-mapped", 1, 0), ("il", 5, 1)]
     assert rows[1]["kinds"] == {"wrong appliance": 2, "step limit": 1, "wrong cut": 1}
+    assert rows[1]["details"] == {"fry -> grill": 2} and rows[0]["details"] == {}  # the recipe fries, the agent grilled
     md = (tmp_path / "failures.md").read_text()
     assert md.splitlines()[0] == "| method | split | episodes | solved | step limit | wrong appliance | wrong cut |"
     assert "| il | test | 5 | 1 | 1 | 2 | 1 |" in md and "| prompt-mapped | test | 1 | 0 | 1 | 0 | 0 |" in md
+    confusion = md.split("Wrong appliance, the recipe's verb -> the one the agent used", 1)[1].splitlines()
+    assert "| method | split | episodes | solved | fry -> grill |" in confusion and "| il | test | 5 | 1 | 2 |" in confusion
     # the env's own step limit where the evaluation used its default (--max-steps 0): 15 for twx-cooking
     (tmp_path / "eval" / "prompt-mapped" / "s0" / "args.json").write_text(json.dumps({"env": "twx-cooking", "max_steps": 0}))
     assert evaluate.failures(tmp_path)[0]["kinds"] == {"other loss": 1}
