@@ -92,7 +92,21 @@ settings() { local v; for v in ENV MODEL RUN TASKS K_IWM K_SR K_PROP EPOCHS BUDG
   EPISODES EVAL_BATCH PROMPT_MODES MAPPED RL THREADS DTYPE; do printf '%s=%s\n' "$v" "${!v}"; done; }
 for m in $PROMPT_MODES; do [[ $m == raw || $m == mapped ]] || { echo "run.sh: PROMPT_MODES=$PROMPT_MODES: each word must be raw or mapped" >&2; exit 2; }; done
 settings
-if [[ ${DRY_RUN:-0} == 1 ]]; then exit 0; fi
+evaluated() {  # every evaluation of this arm and seed is written (then its checkpoint is not needed)
+  [[ -f $RUN/eval/$1/s$2/summary.jsonl ]] && { [[ $MAPPED != 1 ]] || [[ -f $RUN/eval/$1-mapped/s$2/summary.jsonl ]]; }; }
+if [[ ${DRY_RUN:-0} == 1 ]]; then  # and, for a run resumed over sittings, what is left of it
+  if [[ -d $RUN/eval ]]; then
+    printf "left: this machine's dtype (DTYPE %s): %s\n" "$DTYPE" \
+      "$(python -c 'import sys, models; print(models.resolved_dtype_name(sys.argv[1]))' "$DTYPE")"
+    for seed in $SEEDS; do
+      todo=""; for arm in $ARMS; do evaluated "$arm" "$seed" || todo+=" $arm"; done
+      ran=$(python -c 'import sys, evaluate; from pathlib import Path
+print(", ".join(sorted(set(evaluate.seed_dtypes(Path(sys.argv[1]), int(sys.argv[2])).values()))) or "nothing yet")' "$RUN" "$seed")
+      printf 'left: seed %s:%s (its evaluations ran in: %s)\n' "$seed" "${todo:- nothing}" "$ran"
+    done
+  fi
+  exit 0
+fi
 # glibc's malloc keeps the freed activations of every new batch shape, fragmented, so a training
 # process grows over a run (6.2-6.8 GB after 20 steps of the study's batches); jemalloc returns
 # them (3.8-3.9 GB) with the same losses, at 0.82-0.90x the tokens/s (bench/allocator.py,
@@ -188,8 +202,6 @@ ev() { local out=$1; shift; [[ -f $out/summary.jsonl ]] || timed "eval $(basenam
 same_dtype() { python -c 'import sys, common, evaluate; common.run_main(lambda: evaluate.check_seed_dtype(*sys.argv[1:]))' \
   "$RUN" "$1" "$DTYPE"; }  # a seed's arms are compared episode by episode: one dtype for all of them
 tokens_of() { if [[ $1 == sr ]]; then echo $((ACTION_TOKENS + THOUGHT_TOKENS)); else echo "$ACTION_TOKENS"; fi; }
-evaluated() {  # every evaluation of this arm and seed is written (then its checkpoint is not needed)
-  [[ -f $RUN/eval/$1/s$2/summary.jsonl ]] && { [[ $MAPPED != 1 ]] || [[ -f $RUN/eval/$1-mapped/s$2/summary.jsonl ]]; }; }
 train_arm() {
   local arm=$1 seed=$2
   case $arm in

@@ -116,3 +116,24 @@ def test_the_default_run_uses_the_setting_chosen_on_dev_and_the_presets_keep_the
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**os.environ, "DRY_RUN": "1", "RUN": run, "PROMPT_MODES": "raw mapd"},
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "PROMPT_MODES=raw mapd" in r.stderr and not (tmp_path / "dry").exists()
+
+
+def test_a_dry_run_says_what_is_left_of_a_run_resumed_over_sittings(tmp_path):
+    """DRY_RUN=1 on a folder with some evaluations written: per seed, the arms still to train and
+    evaluate, and the dtypes its evaluations ran in (a seed's arms must share one)."""
+    run = tmp_path / "study"
+    for arm, seed, dtype in [("il", 0, "bf16"), ("iwm", 0, "bf16"), ("il", 1, "fp32")]:
+        d = run / "eval" / arm / f"s{seed}"
+        d.mkdir(parents=True)
+        common.write_jsonl(d / "summary.jsonl", [{"model": arm, "split": "test", "mode": "raw"}])
+        (d / "args.json").write_text(json.dumps({"dtype_resolved": dtype}))
+    (run / "eval" / "sr" / "s1").mkdir(parents=True)  # begun, not written: still to do
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "DRY_RUN": "1", "RUN": str(run), "SEEDS": "0 1 2", "ARMS": "il iwm sr", "DTYPE": "fp32"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.splitlines()[-4:] == [
+        "left: this machine's dtype (DTYPE fp32): fp32",
+        "left: seed 0: sr (its evaluations ran in: bf16)",
+        "left: seed 1: iwm sr (its evaluations ran in: fp32)",
+        "left: seed 2: il iwm sr (its evaluations ran in: nothing yet)"], r.stdout[-2000:]
+    assert sorted(p.name for p in run.iterdir()) == ["eval"]  # a dry run writes nothing
