@@ -304,11 +304,28 @@ def _count_table(rows: list[dict], field: str, keys: list[str], title: str):
     return lines, table
 
 
+APPLIANCE_COLUMNS = ("cook moves", "right", "grill (toaster)", "fry (stove)", "roast (oven)")
+
+
+def appliance_cells(choices: list[tuple[str, str]]) -> dict:
+    """The cells of the cook-move table from (recipe's verb, verb used) pairs: the number of moves,
+    how many used the recipe's appliance (with the rate), and right / moves for each verb."""
+    right = sum(w == u for w, u in choices)
+    cells = {"cook moves": str(len(choices)),
+             "right": f"{right} ({right / len(choices):.0%})" if choices else "0"}
+    for col in APPLIANCE_COLUMNS[2:]:
+        verb = col.split()[0]
+        asked = [u for w, u in choices if w == verb]
+        cells[col] = f"{sum(u == verb for u in asked)}/{len(asked)}"
+    return cells
+
+
 def failures(run: Path) -> list[dict]:
     """For every evaluation under RUN/eval/, the unsolved episodes by kind of failure (envs.why_failed:
     for twx-cooking the move that lost the game, e.g. the wrong appliance; elsewhere the step limit or
-    a loss), pooled over seeds, and for twx-cooking which appliance each wrong-appliance loss used
-    for which verb -> RUN/failures.md (and rich tables)."""
+    a loss), pooled over seeds; for twx-cooking also which appliance each wrong-appliance loss used
+    for which verb, and how often every cook move (solved games too) used the recipe's appliance
+    -> RUN/failures.md (and rich tables)."""
     from rich.console import Console
 
     counts: dict = {}
@@ -317,9 +334,10 @@ def failures(run: Path) -> list[dict]:
         env = args.get("env", "twx-cooking")
         max_steps = args.get("max_steps") or envs.default_max_steps(env)
         row = counts.setdefault((method, split), {"method": method, "split": split, "episodes": 0, "solved": 0,
-                                                  "kinds": {}, "details": {}})
+                                                  "kinds": {}, "details": {}, "choices": []})
         row["episodes"] += len(eps)
         for e in eps:
+            row["choices"] += envs.cook_choices(env, e.get("trajectory", []))  # (recipe's verb, used)
             if e["success"]:
                 row["solved"] += 1
             else:
@@ -347,9 +365,20 @@ def failures(run: Path) -> list[dict]:
                                           "wrong appliance: the recipe's verb -> the agent's")
         lines += ["", "Wrong appliance, the recipe's verb -> the one the agent used (grill: toaster, roast: oven, "
                   "fry: stove):", "", *more]
+    choice_table = None
+    if any(r["choices"] for r in rows):  # twx-cooking: does the policy read the verb, or guess the appliance?
+        for r in rows:
+            r["appliance"] = appliance_cells(r["choices"])
+        more, choice_table = _count_table(rows, "appliance", list(APPLIANCE_COLUMNS),
+                                          "every cook move: the recipe's appliance used / cook moves")
+        lines += ["", "Every cook move, solved games included: how often the agent used the recipe's appliance "
+                  "(right / moves, by the recipe's verb; guessing among the three is right one time in three):",
+                  "", *more]
     Console().print(table)
     if details:
         Console().print(detail_table)
+    if choice_table is not None:
+        Console().print(choice_table)
     common.write_atomic(run / "failures.md", "\n".join(lines) + "\n")
     print(f"wrote {run / 'failures.md'}")
     return rows

@@ -65,6 +65,16 @@ def failure_detail(name: str, trajectory: list[dict]) -> str | None:
     return None
 
 
+def cook_choices(name: str, trajectory: list[dict]) -> list[tuple[str, str]]:
+    """For twx-cooking, (the recipe's verb, the verb of the appliance used) at every cook move of an
+    episode, solved or not (envs/twx.py: cook_choices); [] for every other env."""
+    if name.split(":")[0] == "twx-cooking":
+        from envs.twx import cook_choices as choices
+
+        return choices(trajectory)
+    return []
+
+
 def check_split(split: str) -> str:
     if split not in SPLITS:
         raise EnvError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")

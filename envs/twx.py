@@ -59,19 +59,46 @@ def _recipe_directions(trajectory: list[dict]) -> str | None:
     return recipe.split("Directions:", 1)[1] if recipe else None
 
 
+def _cook_verbs(action: str, directions: str) -> tuple[list[str], str] | None:
+    """For a cook move ("cook carrot with stove"): (the verbs the recipe uses for that item, the verb
+    of the appliance used); None for any other move."""
+    cook = re.fullmatch(r"cook (.+) (?:in|with) (toaster|oven|stove)", action)
+    if not cook:
+        return None
+    item, appliance = cook.groups()
+    wanted = [v for v in COOKING_VERB.values() if re.search(rf"\b{v} the {re.escape(item)}\b", directions)]
+    return wanted, COOKING_VERB[appliance]
+
+
 def wrong_appliance(trajectory: list[dict]) -> tuple[str, str] | None:
     """(what the recipe said, what the agent did), e.g. ("fry", "grill"), when the episode's last move
     cooked an ingredient on another appliance than the recipe's (read from the recipe the agent
     read); None otherwise. evaluate.py --failures counts these pairs under its failures table."""
     directions = _recipe_directions(trajectory)
-    last = trajectory[-1]["action"] if trajectory else ""
-    cook = re.fullmatch(r"cook (.+) (?:in|with) (toaster|oven|stove)", last)
-    if directions is None or not cook:
+    verbs = _cook_verbs(trajectory[-1]["action"], directions) if trajectory and directions is not None else None
+    if not verbs:
         return None
-    item, appliance = cook.groups()
-    wanted = [v for v in COOKING_VERB.values() if re.search(rf"\b{v} the {re.escape(item)}\b", directions)]
-    used = COOKING_VERB[appliance]
+    wanted, used = verbs
     return (wanted[0], used) if wanted and used not in wanted else None
+
+
+def cook_choices(trajectory: list[dict]) -> list[tuple[str, str]]:
+    """(the recipe's verb, the verb of the appliance used) for every cook move of an episode, solved or
+    not, made after the agent read the recipe and on an ingredient the recipe cooks: e.g.
+    [("fry", "fry"), ("roast", "grill")]. Whether a policy reads the verb or guesses the appliance
+    (evaluate.py --failures: the third table)."""
+    read = next((i for i, s in enumerate(trajectory)
+                 if s["action"] == "read cookbook" and "Directions:" in s["observation"]), None)
+    if read is None:
+        return []
+    directions = trajectory[read]["observation"].split("Directions:", 1)[1]
+    pairs = []
+    for s in trajectory[read + 1:]:
+        verbs = _cook_verbs(s["action"], directions)
+        if verbs and verbs[0]:
+            wanted, used = verbs
+            pairs.append((used if used in wanted else wanted[0], used))
+    return pairs
 
 
 def cooking_failure(trajectory: list[dict], max_steps: int) -> str:

@@ -142,8 +142,10 @@ def test_why_a_cooking_game_was_lost(cooking):
         assert done and not cooking.success(), last  # the game is over, and lost
         assert envs.why_failed("twx-cooking", trajectory, 15) == "wrong appliance", last
         assert envs.failure_detail("twx-cooking", trajectory) == ("grill -> fry" if "stove" in last else "grill -> roast")
+    assert envs.cook_choices("twx-cooking", trajectory) == [("grill", "roast")]  # the oven, where the recipe grills
     trajectory, done = play(gold[:cook + 1] + ["cook chicken wing in toaster"])  # grilled twice: still playing
-    assert not done
+    assert not done and envs.cook_choices("twx-cooking", trajectory) == [("grill", "grill")] * 2
+    assert envs.cook_choices("twx-coin", trajectory) == []
     # the recipe only chops the pepper (train/23), or chops where the agent dices (train/13)
     for n, moves, kind in [(23, ["take orange bell pepper", "cook orange bell pepper in oven"], "cooked what the recipe does not cook"),
                            (13, ["take red hot pepper", "dice red hot pepper"], "wrong cut")]:
@@ -159,6 +161,7 @@ def test_why_a_cooking_game_was_lost(cooking):
     # the recipe unread: the same wrong move is a loss of another kind
     trajectory, done = play([a for a in gold[:cook] if a != "read cookbook"] + ["cook chicken wing in stove"])
     assert done and envs.why_failed("twx-cooking", trajectory, 15) == "cooked or cut before reading the recipe"
+    assert envs.cook_choices("twx-cooking", trajectory) == []  # no recipe read: no verb to match
     # cut off by the step limit while still playing well; a loss elsewhere is "other loss"
     trajectory, done = play(gold[:3])
     assert not done and envs.why_failed("twx-cooking", trajectory, 3) == "step limit"

@@ -135,8 +135,9 @@ def test_failures_table_counts_each_unsolved_episode_by_how_it_ended(tmp_path):
     lost = [recipe, {"action": "take carrot", "observation": "You take the carrot."},
             {"action": "cook carrot in toaster", "observation": "You grill the carrot with the toaster."}]
     slow = [{"action": "look around", "observation": "..."}] * 4  # the step limit below is 4
+    won = lost[:2] + [{"action": "cook carrot with stove", "observation": "You fry the carrot with the stove."}]
     for method, seed, mode, eps in [
-            ("il", 0, "raw", [(True, lost), (False, lost), (False, slow)]),
+            ("il", 0, "raw", [(True, won), (False, lost), (False, slow)]),
             ("il", 1, "raw", [(False, lost), (False, lost[:2] + [{"action": "dice carrot", "observation": "You dice the carrot."}])]),
             ("prompt-mapped", 0, "mapped", [(False, slow)])]:
         d = tmp_path / "eval" / method / f"s{seed}"
@@ -154,6 +155,12 @@ def test_failures_table_counts_each_unsolved_episode_by_how_it_ended(tmp_path):
     assert "| il | test | 5 | 1 | 1 | 2 | 1 |" in md and "| prompt-mapped | test | 1 | 0 | 1 | 0 | 0 |" in md
     confusion = md.split("Wrong appliance, the recipe's verb -> the one the agent used", 1)[1].splitlines()
     assert "| method | split | episodes | solved | fry -> grill |" in confusion and "| il | test | 5 | 1 | 2 |" in confusion
+    # every cook move, the solved game's too: one of il's three used the recipe's appliance (the stove)
+    assert rows[1]["choices"] == [("fry", "fry"), ("fry", "grill"), ("fry", "grill")] and rows[0]["choices"] == []
+    moves = md.split("Every cook move, solved games included", 1)[1].splitlines()
+    assert "| method | split | episodes | solved | cook moves | right | grill (toaster) | fry (stove) | roast (oven) |" in moves
+    assert "| il | test | 5 | 1 | 3 | 1 (33%) | 0/0 | 1/3 | 0/0 |" in moves
+    assert "| prompt-mapped | test | 1 | 0 | 0 | 0 | 0/0 | 0/0 | 0/0 |" in moves
     # the env's own step limit where the evaluation used its default (--max-steps 0): 15 for twx-cooking
     (tmp_path / "eval" / "prompt-mapped" / "s0" / "args.json").write_text(json.dumps({"env": "twx-cooking", "max_steps": 0}))
     assert evaluate.failures(tmp_path)[0]["kinds"] == {"other loss": 1}
