@@ -31,6 +31,7 @@ Examples:
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import agent
@@ -133,6 +134,16 @@ def evaluations(run: Path):
         for row in common.read_jsonl(summary, require=common.SUMMARY):
             name = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
             yield method, seed, row["split"], common.read_jsonl(summary.parent / name, require=common.EPISODE), summary.parent
+
+
+def dev_readings(run: Path):
+    """The `dev` readings under RUN/dev/<name>/ (budget.py's checkpoints, step-00308, and any other
+    checkpoint read on dev), in the shape of evaluations(): (name, 0, split, episodes, folder). Only
+    --failures reads them; the results tables never do (dev chooses, it does not report)."""
+    for summary in sorted(run.glob("dev/*/summary.jsonl")):
+        for row in common.read_jsonl(summary, require=common.SUMMARY):
+            name = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
+            yield summary.parent.name, 0, row["split"], common.read_jsonl(summary.parent / name, require=common.EPISODE), summary.parent
 
 
 def load_runs(run: Path) -> tuple[dict, dict]:
@@ -321,7 +332,7 @@ def appliance_cells(choices: list[tuple[str, str]]) -> dict:
 
 
 def failures(run: Path) -> list[dict]:
-    """For every evaluation under RUN/eval/, the unsolved episodes by kind of failure (envs.why_failed:
+    """For every evaluation under RUN/eval/ (and every dev reading under RUN/dev/), the unsolved episodes by kind of failure (envs.why_failed:
     for twx-cooking the move that lost the game, e.g. the wrong appliance; elsewhere the step limit or
     a loss), pooled over seeds; for twx-cooking also which appliance each wrong-appliance loss used
     for which verb, and how often every cook move (solved games too) used the recipe's appliance
@@ -329,7 +340,7 @@ def failures(run: Path) -> list[dict]:
     from rich.console import Console
 
     counts: dict = {}
-    for method, seed, split, eps, folder in evaluations(run):
+    for method, seed, split, eps, folder in itertools.chain(evaluations(run), dev_readings(run)):
         args = eval_args(folder)
         env = args.get("env", "twx-cooking")
         max_steps = args.get("max_steps") or envs.default_max_steps(env)

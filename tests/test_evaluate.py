@@ -164,6 +164,16 @@ def test_failures_table_counts_each_unsolved_episode_by_how_it_ended(tmp_path):
     # the env's own step limit where the evaluation used its default (--max-steps 0): 15 for twx-cooking
     (tmp_path / "eval" / "prompt-mapped" / "s0" / "args.json").write_text(json.dumps({"env": "twx-cooking", "max_steps": 0}))
     assert evaluate.failures(tmp_path)[0]["kinds"] == {"other loss": 1}
+    # a dev reading (budget.py's checkpoints) is a row of its own after test and ood, never a results row
+    d = tmp_path / "dev" / "step-00010"
+    d.mkdir(parents=True)
+    common.write_jsonl(d / "dev.jsonl", [{"task_id": "d0", "success": False, "trajectory": lost}])
+    common.write_jsonl(d / "summary.jsonl", [{"model": "il@10", "split": "dev", "mode": "raw"}])
+    (d / "args.json").write_text(json.dumps({"env": "twx-cooking", "max_steps": 4}))
+    rows = evaluate.failures(tmp_path)
+    assert [(r["method"], r["split"], r["kinds"], r["choices"]) for r in rows][-1] == (
+        "step-00010", "dev", {"wrong appliance": 1}, [("fry", "grill")])
+    assert "step-00010" not in {r["method"] for r in evaluate.results_table(tmp_path)}
     (tmp_path / "eval" / "il" / "s0" / "args.json").write_text("{not json")
     with pytest.raises(common.UserError, match=r"eval/il/s0/args.json: not JSON"):
         evaluate.failures(tmp_path)
