@@ -23,7 +23,8 @@ Outputs: OUT/{split}.jsonl (or {split}-mapped.jsonl): one line per episode (task
 
 Tables over a run's evaluations (RUN/eval/<method>/s<seed>/), instead of evaluating: --table RUN
 (results.md: success per method and split over seeds, gains and paired tests against IL), --failures
-RUN (failures.md: how each unsolved episode ended, envs.why_failed), --ablation DIR (ablate.sh's).
+RUN (failures.md: how each unsolved episode ended, envs.why_failed; for twx-cooking also every cook
+move against the recipe's verb; RUN/dev/ readings as rows of their own), --ablation DIR (ablate.sh's).
 
 Examples:
   python evaluate.py --model smollm2-135m --env twx-cooking --split test ood --episodes 50 --out runs/demo/eval/prompt
@@ -66,7 +67,7 @@ def parse_args(argv=None):
                    help="with --table: the method gains and paired episodes are counted against (default il; "
                         "another writes results-vs-METHOD.md/.jsonl beside results.md)")
     p.add_argument("--failures", default=None, metavar="RUN",
-                   help="instead of evaluating: RUN/failures.md, every unsolved episode of RUN/eval/ by how it failed")
+                   help="instead of evaluating: RUN/failures.md, every unsolved episode of RUN/eval/ (and RUN/dev/) by how it failed")
     p.add_argument("--ablation", default=None, metavar="DIR",
                    help="instead of evaluating: DIR/ablation.md, .jsonl and .png from the run folders of ablate.sh")
     args = p.parse_args(argv)

@@ -29,8 +29,10 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     assert all(x["episodes"] == 3 for x in rows)
     vs = common.read_jsonl(run / "results-vs-il-matched.jsonl")  # the paired tests against IL-matched too
     assert {x["method"] for x in vs} == {x["method"] for x in rows}
-    failed = (run / "failures.md").read_text().splitlines()[2:]  # how each unsolved episode ended: a row per method and split
-    assert sorted(ln.split(" | ")[0][2:] for ln in failed) == sorted(m for m in METHODS for _ in ("test", "ood"))
+    # how each unsolved episode ended: a row per method and split, and one per dev reading (the sweep's points)
+    failed = [ln[2:].split(" | ")[:2] for ln in (run / "failures.md").read_text().split("\n\n")[0].splitlines()[2:]]
+    assert sorted(m for m, split in failed if split != "dev") == sorted(m for m in METHODS for _ in ("test", "ood"))
+    assert sorted(m for m, split in failed if split == "dev") == sorted(d.name for d in (run / "dev").iterdir())
     # the budget: chosen on dev from the sweep's checkpoints (every 2 steps), read by every arm
     budget = json.loads((run / "budget.json").read_text())
     sweep = sum(1 for _ in open(run / "ckpt" / "sweep" / "loss.jsonl"))
