@@ -127,24 +127,27 @@ def print_summary(rows: list[dict], episodes: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The results table (run.sh, last stage): methods x splits over training seeds
+def _readings(summaries, name_seed):
+    """(name, seed, split, episodes, folder) for each line of each summary.jsonl (a mapped reading's
+    episodes are in <split>-mapped.jsonl); name_seed(folder) -> (name, seed)."""
+    for summary in summaries:
+        name, seed = name_seed(summary.parent)
+        for row in common.read_jsonl(summary, require=common.SUMMARY):
+            file = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
+            yield name, seed, row["split"], common.read_jsonl(summary.parent / file, require=common.EPISODE), summary.parent
+
+
 def evaluations(run: Path):
     """Every evaluation under RUN/eval/<method>/s<seed>/: (method, seed, split, episodes, folder), one
-    per line of its summary.jsonl (a mapped reading's episodes are in <split>-mapped.jsonl)."""
-    for summary in sorted(run.glob("eval/*/s*/summary.jsonl")):
-        method, seed = summary.parent.parent.name, int(summary.parent.name[1:])
-        for row in common.read_jsonl(summary, require=common.SUMMARY):
-            name = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
-            yield method, seed, row["split"], common.read_jsonl(summary.parent / name, require=common.EPISODE), summary.parent
+    per line of its summary.jsonl."""
+    return _readings(sorted(run.glob("eval/*/s*/summary.jsonl")), lambda d: (d.parent.name, int(d.name[1:])))
 
 
 def dev_readings(run: Path):
     """The `dev` readings under RUN/dev/<name>/ (budget.py's checkpoints, step-00308, and any other
     checkpoint read on dev), in the shape of evaluations(): (name, 0, split, episodes, folder). Only
     --failures reads them; the results tables never do (dev chooses, it does not report)."""
-    for summary in sorted(run.glob("dev/*/summary.jsonl")):
-        for row in common.read_jsonl(summary, require=common.SUMMARY):
-            name = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
-            yield summary.parent.name, 0, row["split"], common.read_jsonl(summary.parent / name, require=common.EPISODE), summary.parent
+    return _readings(sorted(run.glob("dev/*/summary.jsonl")), lambda d: (d.name, 0))
 
 
 def load_runs(run: Path) -> tuple[dict, dict]:
@@ -333,9 +336,9 @@ def appliance_cells(choices: list[tuple[str, str]]) -> dict:
 
 
 def failures(run: Path) -> list[dict]:
-    """For every evaluation under RUN/eval/ (and every dev reading under RUN/dev/), the unsolved episodes by kind of failure (envs.why_failed:
-    for twx-cooking the move that lost the game, e.g. the wrong appliance; elsewhere the step limit or
-    a loss), pooled over seeds; for twx-cooking also which appliance each wrong-appliance loss used
+    """For every evaluation under RUN/eval/ (and every dev reading under RUN/dev/), the unsolved
+    episodes by kind of failure (envs.why_failed: for twx-cooking the move that lost the game, e.g.
+    the wrong appliance; elsewhere the step limit or a loss), pooled over seeds; for twx-cooking also which appliance each wrong-appliance loss used
     for which verb, and how often every cook move (solved games too) used the recipe's appliance
     -> RUN/failures.md (and rich tables)."""
     from rich.console import Console

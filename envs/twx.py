@@ -52,11 +52,16 @@ COOKING_VERB = {"toaster": "grill", "oven": "roast", "stove": "fry"}
 CUTS = ("slice", "dice", "chop")
 
 
+def _recipe_read(trajectory: list[dict]) -> tuple[int, str] | None:
+    """(the step at which the agent read the recipe, its directions), or None if it never did."""
+    return next(((i, s["observation"].split("Directions:", 1)[1]) for i, s in enumerate(trajectory)
+                 if s["action"] == "read cookbook" and "Directions:" in s["observation"]), None)
+
+
 def _recipe_directions(trajectory: list[dict]) -> str | None:
     """The recipe's directions as the agent read them ("read cookbook"), or None if it never did."""
-    recipe = next((s["observation"] for s in trajectory
-                   if s["action"] == "read cookbook" and "Directions:" in s["observation"]), None)
-    return recipe.split("Directions:", 1)[1] if recipe else None
+    read = _recipe_read(trajectory)
+    return read[1] if read else None
 
 
 def _cook_verbs(action: str, directions: str) -> tuple[list[str], str] | None:
@@ -87,11 +92,9 @@ def cook_choices(trajectory: list[dict]) -> list[tuple[str, str]]:
     not, made after the agent read the recipe and on an ingredient the recipe cooks: e.g.
     [("fry", "fry"), ("roast", "grill")]. Whether a policy reads the verb or guesses the appliance
     (evaluate.py --failures: the third table)."""
-    read = next((i for i, s in enumerate(trajectory)
-                 if s["action"] == "read cookbook" and "Directions:" in s["observation"]), None)
-    if read is None:
+    if (read := _recipe_read(trajectory)) is None:
         return []
-    directions = trajectory[read]["observation"].split("Directions:", 1)[1]
+    read, directions = read
     pairs = []
     for s in trajectory[read + 1:]:
         verbs = _cook_verbs(s["action"], directions)
