@@ -338,9 +338,9 @@ def appliance_cells(choices: list[tuple[str, str]]) -> dict:
 def failures(run: Path) -> list[dict]:
     """For every evaluation under RUN/eval/ (and every dev reading under RUN/dev/), the unsolved
     episodes by kind of failure (envs.why_failed: for twx-cooking the move that lost the game, e.g.
-    the wrong appliance; elsewhere the step limit or a loss), pooled over seeds; for twx-cooking also which appliance each wrong-appliance loss used
-    for which verb, and how often every cook move (solved games too) used the recipe's appliance
-    -> RUN/failures.md (and rich tables)."""
+    the wrong appliance; elsewhere the step limit or a loss), pooled over seeds; for twx-cooking also
+    which appliance each wrong-appliance loss used for which verb, and how often every cook move
+    (solved games too) used the recipe's appliance -> RUN/failures.md (and rich tables)."""
     from rich.console import Console
 
     counts: dict = {}
