@@ -91,7 +91,8 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
 def _setting(**env):
     """run.sh's resolved knobs for a command line (DRY_RUN=1 prints them and runs nothing)."""
     keep = {k: v for k, v in os.environ.items() if k not in ("SMOKE", "STUDY", "FIXED16", "TASKS", "LR", "EPOCHS",
-                                                              "K_IWM", "K_SR", "PROMPT_MODES", "ENV", "MODEL", "BATCH")}
+                                                              "K_IWM", "K_SR", "PROMPT_MODES", "ENV", "MODEL", "BATCH",
+                                                              "SPLITS", "EPISODES", "EVAL_BATCH")}
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**keep, "DRY_RUN": "1", **env}, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -100,24 +101,28 @@ def _setting(**env):
 
 def test_the_default_run_uses_the_setting_chosen_on_dev_and_the_presets_keep_theirs(tmp_path):
     run = str(tmp_path / "dry")
-    d = _setting(RUN=run)  # plain `bash run.sh`: 24 games, LoRA 1e-3 in batches of 4, 71 steps (1.2 epochs of 59), K = 1 + 1
+    d = _setting(RUN=run)  # plain `bash run.sh`: 24 games, LoRA 1e-3 in batches of 4, 118 steps (2 epochs of 59), K = 1 + 1
     assert (d["TASKS"], d["LR"], d["BATCH"], d["EPOCHS"], d["K_IWM"], d["K_SR"], d["PROMPT_MODES"]) == \
-        ("24", "1e-3", "4", "1.2", "1", "1", "mapped")
+        ("24", "1e-3", "4", "2", "1", "1", "mapped")
+    assert (d["SPLITS"], d["EVAL_BATCH"]) == ("test", "20")  # in domain only: one lockstep batch of 20 episodes
     assert not (tmp_path / "dry").exists()  # a dry run writes nothing
     given = _setting(RUN=run, TASKS="8", BATCH="8")  # a knob given wins, the rest of the setting stays
     assert (given["TASKS"], given["BATCH"], given["LR"]) == ("8", "8", "1e-3")
     old = _setting(RUN=run, FIXED16="1")  # the earlier default, which the comparison, RL and ablations used
-    assert (old["TASKS"], old["LR"], old["BATCH"], old["EPOCHS"], old["K_IWM"], old["PROMPT_MODES"]) == \
-        ("16", "2e-4", "8", "2", "2", "raw mapped")
+    assert (old["TASKS"], old["LR"], old["BATCH"], old["EPOCHS"], old["K_IWM"], old["PROMPT_MODES"], old["SPLITS"],
+            old["EVAL_BATCH"]) == ("16", "2e-4", "8", "2", "2", "raw mapped", "test ood", "40")
     study = _setting(RUN=run, STUDY="1")  # the study keeps its own recipe
-    assert (study["TASKS"], study["LR"], study["BATCH"], study["K_IWM"], study["K_PROP"], study["BUDGET"]) == \
-        ("64", "2e-4", "8", "2", "2", "sweep")
+    assert (study["TASKS"], study["LR"], study["BATCH"], study["K_IWM"], study["K_PROP"], study["BUDGET"], study["SPLITS"],
+            study["EVAL_BATCH"]) == ("64", "2e-4", "8", "2", "2", "sweep", "test ood", "50")
     for other in ({"ENV": "textcraft"}, {"MODEL": "Qwen/Qwen2.5-0.5B-Instruct"}):  # not measured there: generic defaults
         generic = _setting(RUN=run, **other)
         assert (generic["TASKS"], generic["LR"], generic["BATCH"]) == ("16", "2e-4", "8")
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**os.environ, "DRY_RUN": "1", "RUN": run, "PROMPT_MODES": "raw mapd"},
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "PROMPT_MODES=raw mapd" in r.stderr and not (tmp_path / "dry").exists()
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**os.environ, "DRY_RUN": "1", "RUN": run, "SPLITS": "test dev"},
+                       capture_output=True, text=True, timeout=60)  # dev is for choosing settings, never a result row
+    assert r.returncode == 2 and "SPLITS=test dev" in r.stderr and not (tmp_path / "dry").exists()
 
 
 def test_a_dry_run_says_what_is_left_of_a_run_resumed_over_sittings(tmp_path):
