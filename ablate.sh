@@ -92,5 +92,5 @@ else
   done
 fi
 
-# one table and one figure over the settings (evaluate.py --ablation)
-python evaluate.py --ablation "$A"
+# one table and one figure over the settings (report.py --ablation)
+python report.py --ablation "$A"

@@ -79,7 +79,7 @@ RL_TASKS=${RL_TASKS:-2}            # ... and tasks per update: RL_GROUP x RL_TAS
 RL_REWARD=${RL_REWARD:-score}      # score (the game's 0-1 progress) or success: at 5-10% success most groups all fail and teach nothing
 RL_EVAL_EVERY=${RL_EVAL_EVERY:-3}  # greedy test evaluation (EPISODES episodes) every N updates, for the curves
 DTYPE=${DTYPE:-auto}               # weights and products: auto = bf16 where the CPU has it natively (or CUDA), fp32 elsewhere;
-                                   # one seed's arms must share it (checked before each arm: evaluate.check_seed_dtype)
+                                   # one seed's arms must share it (checked before each arm: report.check_seed_dtype)
 JEMALLOC=${JEMALLOC:-0}            # 1: train and evaluate with jemalloc (apt install libjemalloc2): 0.57-0.62x the memory, 0.82-0.90x the speed
 THREADS=${THREADS:-0}              # torch CPU threads per script, 0 = all cores; two runs side by side on 2 cores:
                                    # THREADS=1 each and EVAL_BATCH <= 50 (every episode in lockstep holds a game JVM)
@@ -103,8 +103,8 @@ if [[ ${DRY_RUN:-0} == 1 ]]; then  # and, for a run resumed over sittings, what 
       "$(python -c 'import sys, models; print(models.resolved_dtype_name(sys.argv[1]))' "$DTYPE")"
     for seed in $SEEDS; do
       todo=""; for arm in $ARMS; do evaluated "$arm" "$seed" || todo+=" $arm"; done
-      ran=$(python -c 'import sys, evaluate; from pathlib import Path
-print(", ".join(sorted(set(evaluate.seed_dtypes(Path(sys.argv[1]), int(sys.argv[2])).values()))) or "nothing yet")' "$RUN" "$seed")
+      ran=$(python -c 'import sys, report; from pathlib import Path
+print(", ".join(sorted(set(report.seed_dtypes(Path(sys.argv[1]), int(sys.argv[2])).values()))) or "nothing yet")' "$RUN" "$seed")
       printf 'left: seed %s:%s (its evaluations ran in: %s)\n' "$seed" "${todo:- nothing}" "$ran"
     done
   fi
@@ -202,7 +202,7 @@ train() { local out=$1; shift; [[ -f $out/loss.jsonl ]] || timed "train $(basena
 ev() { local out=$1; shift; [[ -f $out/summary.jsonl ]] || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
   python evaluate.py --env "$ENV" --split $SPLITS --episodes "$EPISODES" --batch "$EVAL_BATCH" \
   --max-steps "$MAX_STEPS" --threads "$THREADS" --dtype "$DTYPE" --out "$out" "$@"; }
-same_dtype() { python -c 'import sys, common, evaluate; common.run_main(lambda: evaluate.check_seed_dtype(*sys.argv[1:]))' \
+same_dtype() { python -c 'import sys, common, report; common.run_main(lambda: report.check_seed_dtype(*sys.argv[1:]))' \
   "$RUN" "$1" "$DTYPE"; }  # a seed's arms are compared episode by episode: one dtype for all of them
 tokens_of() { if [[ $1 == sr ]]; then echo $((ACTION_TOKENS + THOUGHT_TOKENS)); else echo "$ACTION_TOKENS"; fi; }
 train_arm() {
@@ -250,8 +250,8 @@ done
 #    (results-vs-il-matched.md/.jsonl); and how each unsolved episode ended (for twx-cooking the move
 #    that lost the game, e.g. the wrong appliance) -> failures.md.
 stage "6/7 results"
-tables() { python evaluate.py --table "$RUN"; if has il-matched; then python evaluate.py --table "$RUN" --reference il-matched; fi
-          python evaluate.py --failures "$RUN"; }
+tables() { python report.py --table "$RUN"; if has il-matched; then python report.py --table "$RUN" --reference il-matched; fi
+          python report.py --failures "$RUN"; }
 tables
 
 # 7. Optional (RL=1), paper 5.4: GRPO from the IL, IWM and SR checkpoints with the same recipe and

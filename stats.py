@@ -1,6 +1,6 @@
 """The results table's statistics, written out (no scipy): the 95% Wilson interval of a success rate
 over episodes, the mean and 95% Student-t interval over seeds, and the exact two-sided sign test on
-paired episodes. evaluate.py's results table (`results_table`) reads them; tests/test_common.py checks
+paired episodes. report.py's results table (`results_table`) reads them; tests/test_common.py checks
 them against hand-computed numbers and against scipy.
 """
 from __future__ import annotations

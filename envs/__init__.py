@@ -54,7 +54,7 @@ def why_failed(name: str, trajectory: list[dict], max_steps: int) -> str:
 
 
 def failure_detail(name: str, trajectory: list[dict]) -> str | None:
-    """More about an unsolved episode where the env can tell it (evaluate.py --failures counts these
+    """More about an unsolved episode where the env can tell it (report.py --failures counts these
     under its table): for twx-cooking, the appliance confusion of a "wrong appliance" loss as
     "recipe -> agent" (e.g. "fry -> grill"); None elsewhere."""
     if name.split(":")[0] == "twx-cooking":

@@ -78,7 +78,7 @@ def _cook_verbs(action: str, directions: str) -> tuple[list[str], str] | None:
 def wrong_appliance(trajectory: list[dict]) -> tuple[str, str] | None:
     """(what the recipe said, what the agent did), e.g. ("fry", "grill"), when the episode's last move
     cooked an ingredient on another appliance than the recipe's (read from the recipe the agent
-    read); None otherwise. evaluate.py --failures counts these pairs under its failures table."""
+    read); None otherwise. report.py --failures counts these pairs under its failures table."""
     directions = _recipe_directions(trajectory)
     verbs = _cook_verbs(trajectory[-1]["action"], directions) if trajectory and directions is not None else None
     if not verbs:
@@ -91,7 +91,7 @@ def cook_choices(trajectory: list[dict]) -> list[tuple[str, str]]:
     """(the recipe's verb, the verb of the appliance used) for every cook move of an episode, solved or
     not, made after the agent read the recipe and on an ingredient the recipe cooks: e.g.
     [("fry", "fry"), ("roast", "grill")]. Whether a policy reads the verb or guesses the appliance
-    (evaluate.py --failures: the third table)."""
+    (report.py --failures: the third table)."""
     if (read := _recipe_read(trajectory)) is None:
         return []
     read, directions = read

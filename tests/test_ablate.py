@@ -6,7 +6,7 @@ import subprocess
 
 import common
 import models
-import evaluate
+import report
 from conftest import ROOT
 
 
@@ -40,7 +40,7 @@ def test_ablation_over_k(tmp_path):
     args = out / "k1" / "eval" / "iwm" / "s0" / "args.json"
     old = json.loads(args.read_text())
     args.write_text(json.dumps({k: v for k, v in old.items() if k != "dtype_resolved"}))
-    again = {(r["method"], r["value"], r["split"]): r["dtype"] for r in evaluate.ablation(out)}
+    again = {(r["method"], r["value"], r["split"]): r["dtype"] for r in report.ablation(out)}
     assert again["iwm", 1, "test"] == "auto*" and again["iwm", 2, "test"] == models.resolved_dtype_name("auto")
     assert "auto*: evaluated with --dtype auto before" in (out / "ablation.md").read_text()
 

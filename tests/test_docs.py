@@ -5,7 +5,7 @@ import re
 
 from conftest import ROOT
 
-MODULES = ("common", "models", "chat", "agent", "prompts", "evaluate", "train", "collect", "iwm", "reflect",
+MODULES = ("common", "models", "chat", "agent", "prompts", "evaluate", "report", "train", "collect", "iwm", "reflect",
            "rl", "budget", "modelcard", "tracking")
 
 

@@ -123,7 +123,7 @@ def test_a_machine_without_java_runs_the_games_with_the_jdk_wheel(tmp_path):
 
 
 def test_why_a_cooking_game_was_lost(cooking):
-    """evaluate.py --failures reads how each unsolved episode ended from its saved trajectory; here
+    """report.py --failures reads how each unsolved episode ended from its saved trajectory; here
     the real game loses each way the reader names, and the reader names it."""
     task = cooking.tasks("train")[0]  # the recipe: grill the chicken wing (cook ... in toaster)
     gold = cooking.expert_actions(task)

@@ -1,0 +1,411 @@
+"""The results, from finished evaluations: methods x splits over seeds, and how games are lost (paper section 5).
+
+evaluate.py plays episodes and writes them; this script only reads them. Three readings:
+
+  --table RUN     RUN/results.md + results.jsonl: success per method and split, mean ± 95% interval
+                  over training seeds (never narrower than the interval over all episodes pooled),
+                  the gain over IL per shared seed and the paired per-episode sign test against IL
+                  (--reference METHOD: against another method, e.g. il-matched, written beside it)
+  --failures RUN  RUN/failures.md: every unsolved episode by how it ended (envs.why_failed; for
+                  twx-cooking the move that lost the game, e.g. the wrong appliance, and every cook
+                  move against the recipe's verb); RUN/dev/ readings get rows of their own
+  --ablation DIR  DIR/ablation.md, .jsonl and .png: ablate.sh's settings, one results table each, gathered
+
+It also holds the guard run.sh calls before it trains an arm: one training seed's arms must share a
+dtype, since they are compared episode by episode (check_seed_dtype).
+
+Inputs:  RUN/eval/<method>/s<seed>/{summary.jsonl, <split>.jsonl, <split>-mapped.jsonl, args.json}
+         (evaluate.py's folders, as run.sh lays them out), RUN/dev/<name>/ (budget.py's)
+Outputs: the files above, written whole (an interrupted run leaves the previous version), and rich tables
+
+Examples:
+  python report.py --table runs/default
+  python report.py --table results/study --reference il-matched
+  python report.py --failures results/study
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import common
+import envs
+import models
+import stats
+
+
+def parse_args(argv=None):
+    p = common.ArgParser(description=__doc__.split("\n")[0])
+    p.add_argument("--table", default=None, metavar="RUN",
+                   help="build RUN/results.md + results.jsonl from RUN/eval/<method>/s<seed>/")
+    p.add_argument("--reference", default="il", metavar="METHOD",
+                   help="with --table: the method gains and paired episodes are counted against (default il; "
+                        "another writes results-vs-METHOD.md/.jsonl beside results.md)")
+    p.add_argument("--failures", default=None, metavar="RUN",
+                   help="RUN/failures.md: every unsolved episode of RUN/eval/ (and RUN/dev/) by how it failed")
+    p.add_argument("--ablation", default=None, metavar="DIR",
+                   help="DIR/ablation.md, .jsonl and .png from the run folders of ablate.sh")
+    args = p.parse_args(argv)
+    if sum(bool(x) for x in (args.table, args.failures, args.ablation)) != 1:
+        p.error("give one of --table RUN, --failures RUN or --ablation DIR")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# The results table (run.sh, last stage): methods x splits over training seeds
+def _readings(summaries, name_seed):
+    """(name, seed, split, episodes, folder) for each line of each summary.jsonl (a mapped reading's
+    episodes are in <split>-mapped.jsonl); name_seed(folder) -> (name, seed)."""
+    for summary in summaries:
+        name, seed = name_seed(summary.parent)
+        for row in common.read_jsonl(summary, require=common.SUMMARY):
+            file = f"{row['split']}.jsonl" if row["mode"] == "raw" else f"{row['split']}-mapped.jsonl"
+            yield name, seed, row["split"], common.read_jsonl(summary.parent / file, require=common.EPISODE), summary.parent
+
+
+def evaluations(run: Path):
+    """Every evaluation under RUN/eval/<method>/s<seed>/: (method, seed, split, episodes, folder), one
+    per line of its summary.jsonl."""
+    return _readings(sorted(run.glob("eval/*/s*/summary.jsonl")), lambda d: (d.parent.name, int(d.name[1:])))
+
+
+def dev_readings(run: Path):
+    """The `dev` readings under RUN/dev/<name>/ (budget.py's checkpoints, step-00308, and any other
+    checkpoint read on dev), in the shape of evaluations(): (name, 0, split, episodes, folder). Only
+    --failures reads them; the results tables never do (dev chooses, it does not report)."""
+    return _readings(sorted(run.glob("dev/*/summary.jsonl")), lambda d: (d.name, 0))
+
+
+def load_runs(run: Path) -> tuple[dict, dict]:
+    """From RUN/eval/<method>/s<seed>/<split>[-mapped].jsonl: {(method, split): {seed: {task_id: success}}}
+    and {(method, split): [score of every episode, all seeds]}, the game's partial credit (twx: the
+    share of the recipe's points earned), finer than success where success is near 0."""
+    found, scores = {}, {}
+    for method, seed, split, eps, _ in evaluations(run):
+        found.setdefault((method, split), {})[seed] = {e["task_id"]: bool(e["success"]) for e in eps}
+        scores.setdefault((method, split), []).extend(float(e["score"]) for e in eps if "score" in e)
+    return found, scores
+
+
+def paired(a: dict, b: dict) -> tuple[int, int]:
+    """Episodes (same seed, same task) that method a solves and b does not, and the reverse."""
+    wins = losses = 0
+    for seed in a.keys() & b.keys():
+        for task in a[seed].keys() & b[seed].keys():
+            wins += a[seed][task] and not b[seed][task]
+            losses += b[seed][task] and not a[seed][task]
+    return wins, losses
+
+
+METHOD_ORDER = ("prompt", "il", "il-matched", "iwm", "iwm-matched", "iwm-mix", "sr", "rl-il", "rl-iwm", "rl-sr")
+
+
+def method_rank(m: str) -> tuple:
+    """Where a method's rows go in a table: METHOD_ORDER, each method followed by its "-mapped" twin
+    (run.sh MAPPED=1), unknown methods last, by name."""
+    base = m.removesuffix("-mapped")
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else 99, base, m != base)
+
+
+def results_table(run: Path, reference: str = "il") -> list[dict]:
+    found, scores = load_runs(run)
+    if not found:
+        raise common.UserError(f"{run}/eval: no evaluation summaries found")
+    methods = sorted({m for m, _ in found}, key=method_rank)
+    if reference != "il" and reference not in methods:  # asked for by name (a run without IL still gets its table)
+        raise common.UserError(f"{run}/eval: no evaluations of the reference method {reference!r} (have: {', '.join(methods)})")
+    splits = [s for s in ("test", "ood", "train") if any(sp == s for _, sp in found)]
+    rows = []
+    for split in splits:
+        ref = found.get((reference, split), {})
+        ref_rates = {s: sum(v.values()) / len(v) for s, v in ref.items() if v}
+        for m in methods:
+            per_seed = found.get((m, split))
+            if not per_seed:
+                continue
+            rates = {s: sum(v.values()) / len(v) for s, v in per_seed.items() if v}
+            mean, half = stats.mean_ci(list(rates.values()))
+            # the interval over episodes, all seeds pooled: with one seed the only one there is, and
+            # with a few seeds a floor: 2-3 seeds that happen to agree give a t-interval of 0
+            solved, episodes = sum(sum(v.values()) for v in per_seed.values()), sum(len(v) for v in per_seed.values())
+            lo, hi = stats.wilson(solved, episodes)
+            half = max(half, (hi - lo) / 2)
+            row = {"method": m, "split": split, "seeds": sorted(rates), "episodes": episodes,
+                   "success": round(mean, 4), "ci95": round(half, 4), "per_seed": {str(k): round(v, 4) for k, v in rates.items()},
+                   "dtype": eval_dtype(run, m, sorted(rates))}
+            if scores.get((m, split)):
+                row["score"] = round(sum(scores[m, split]) / len(scores[m, split]), 4)
+            if ref_rates and m != reference:
+                # gain over imitation (or --reference): per seed where both exist, else against its mean
+                common_seeds = rates.keys() & ref_rates.keys()
+                if common_seeds:
+                    row["gain_vs_il"] = round(sum(rates[s] - ref_rates[s] for s in common_seeds) / len(common_seeds), 4)
+                    wins, losses = paired(per_seed, ref)
+                    row["paired_vs_il"] = {"wins": wins, "losses": losses, "p": round(stats.sign_test(wins, losses), 4)}
+                else:
+                    row["gain_vs_il"] = round(mean - sum(ref_rates.values()) / len(ref_rates), 4)
+                row["reference"] = reference  # the *_vs_il fields count against this method (--reference)
+            rows.append(row)
+    return rows
+
+
+def eval_args(folder: Path) -> dict:
+    """An evaluation folder's args.json ({} where there is none, as in hand-made folders)."""
+    import json
+
+    path = folder / "args.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise common.UserError(f"{path}: not JSON ({e})") from None
+
+
+def recorded_dtype(run: Path, method: str, seed) -> str:
+    """What --dtype became for one evaluation, from its args file; "auto*" (the flag, starred) where
+    the file is older than dtype_resolved, "?*" where there is none."""
+    prev = eval_args(run / "eval" / method / f"s{seed}")
+    return prev.get("dtype_resolved") or f"{prev.get('dtype', '?')}*"
+
+
+def seed_dtypes(run: Path, seed: int) -> dict:
+    """{method: dtype} of every evaluation of this training seed that recorded what --dtype became."""
+    found = {d.parent.name: recorded_dtype(run, d.parent.name, seed) for d in sorted(run.glob(f"eval/*/s{seed}"))}
+    return {m: d for m, d in found.items() if not d.endswith("*")}
+
+
+def check_seed_dtype(run: str, seed: str, dtype: str = "auto") -> None:
+    """run.sh, before it trains an arm: a seed's arms are compared episode by episode (the sign test),
+    so they all run in one dtype. bf16 and fp32 train and decode differently, and --dtype auto means
+    bf16 on a CPU with native bf16 and fp32 elsewhere: a run resumed on another machine would mix them."""
+    here = models.resolved_dtype_name(dtype)
+    other = {m: d for m, d in seed_dtypes(Path(run), int(seed)).items() if d != here}
+    if other:
+        method, was = next(iter(other.items()))
+        raise common.UserError(
+            f"{run}/eval/{method}/s{seed}: seed {seed}'s arms ran in {was}, and --dtype {dtype} is {here} on this machine; "
+            f"one seed's arms share a dtype: resume it where {was} is what auto gives, set DTYPE={was} "
+            f"(can be many times slower here: docs/benchmarks.md), or go on with another seed")
+
+
+def pvalue(p: float) -> str:
+    return f"{p:.2f}" if p >= 0.01 else "< 0.01"
+
+
+def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    ref = "IL" if reference == "il" else reference
+    cols = ("method", "split", "seeds", "episodes", "success % (±95%)", f"gain vs {ref}", f"paired vs {ref} (+/-, sign test)")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    table = Table(title=f"results: {run}")
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        cells = [r["method"], r["split"], str(len(r["seeds"])), str(r["episodes"]),
+                 f"{100 * r['success']:.1f} ± {100 * r['ci95']:.1f}",
+                 f"{100 * r['gain_vs_il']:+.1f}" if "gain_vs_il" in r else "",
+                 f"+{r['paired_vs_il']['wins']} / -{r['paired_vs_il']['losses']} (p {pvalue(r['paired_vs_il']['p'])})"
+                 if "paired_vs_il" in r else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+        table.add_row(*cells)
+    Console().print(table)
+    # what the evaluations ran in (bf16 and fp32 decode differently): one dtype, or which arm used which
+    dtypes = {r.get("dtype", "?*") for r in rows} - {"?*"}  # ?*: no args file says (hand-made folders)
+    if dtypes:
+        by_method = {r["method"]: r.get("dtype", "?") for r in rows}
+        lines.append(f"\ndtype: {dtypes.pop()} (every evaluation)" if len(dtypes) == 1 else
+                     "\ndtypes differ: " + "; ".join(f"{m} {d}" for m, d in by_method.items()))
+        print(lines[-1].strip())
+    md = "\n".join(lines) + "\n"
+    name = "results" if reference == "il" else f"results-vs-{reference}"
+    common.write_atomic(run / f"{name}.md", md)
+    common.write_jsonl(run / f"{name}.jsonl", rows)
+    return md
+
+
+# ---------------------------------------------------------------------------------------------
+# Why episodes fail (--failures): each unsolved episode's ending, counted per method and split
+def _count_table(rows: list[dict], field: str, keys: list[str], title: str):
+    """One count table, method x split rows and a column per key of row[field]: markdown lines and
+    the rich table (its columns fold their headers instead of cutting them)."""
+    from rich.table import Table
+
+    cols = ("method", "split", "episodes", "solved", *keys)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        cells = [r["method"], r["split"], str(r["episodes"]), str(r["solved"]), *(str(r[field].get(k, 0)) for k in keys)]
+        lines.append("| " + " | ".join(cells) + " |")
+        table.add_row(*cells)
+    return lines, table
+
+
+APPLIANCE_COLUMNS = ("cook moves", "right", "grill (toaster)", "fry (stove)", "roast (oven)")
+
+
+def appliance_cells(choices: list[tuple[str, str]]) -> dict:
+    """The cells of the cook-move table from (recipe's verb, verb used) pairs: the number of moves,
+    how many used the recipe's appliance (with the rate), and right / moves for each verb."""
+    right = sum(w == u for w, u in choices)
+    cells = {"cook moves": str(len(choices)),
+             "right": f"{right} ({right / len(choices):.0%})" if choices else "0"}
+    for col in APPLIANCE_COLUMNS[2:]:
+        verb = col.split()[0]
+        asked = [u for w, u in choices if w == verb]
+        cells[col] = f"{sum(u == verb for u in asked)}/{len(asked)}"
+    return cells
+
+
+def failures(run: Path) -> list[dict]:
+    """For every evaluation under RUN/eval/ (and every dev reading under RUN/dev/), the unsolved
+    episodes by kind of failure (envs.why_failed: for twx-cooking the move that lost the game, e.g.
+    the wrong appliance; elsewhere the step limit or a loss), pooled over seeds; for twx-cooking also
+    which appliance each wrong-appliance loss used for which verb, and how often every cook move
+    (solved games too) used the recipe's appliance -> RUN/failures.md (and rich tables)."""
+    from rich.console import Console
+
+    counts: dict = {}
+    for method, seed, split, eps, folder in itertools.chain(evaluations(run), dev_readings(run)):
+        args = eval_args(folder)
+        env = args.get("env", "twx-cooking")
+        max_steps = args.get("max_steps") or envs.default_max_steps(env)
+        row = counts.setdefault((method, split), {"method": method, "split": split, "episodes": 0, "solved": 0,
+                                                  "kinds": {}, "details": {}, "choices": []})
+        row["episodes"] += len(eps)
+        for e in eps:
+            row["choices"] += envs.cook_choices(env, e.get("trajectory", []))  # (recipe's verb, used)
+            if e["success"]:
+                row["solved"] += 1
+            else:
+                kind = envs.why_failed(env, e.get("trajectory", []), max_steps)
+                row["kinds"][kind] = row["kinds"].get(kind, 0) + 1
+                detail = envs.failure_detail(env, e.get("trajectory", [])) if kind != "step limit" else None
+                if detail:  # e.g. "fry -> grill": what the recipe said, what the agent did
+                    row["details"][detail] = row["details"].get(detail, 0) + 1
+    if not counts:
+        raise common.UserError(f"{run}/eval: no evaluation summaries found")
+    splits = ("test", "ood", "dev", "train")
+    rows = sorted(counts.values(), key=lambda r: (splits.index(r["split"]) if r["split"] in splits else 9, method_rank(r["method"])))
+    total: dict = {}
+    for r in rows:
+        for k, n in r["kinds"].items():
+            total[k] = total.get(k, 0) + n
+    kinds = sorted(total, key=lambda k: (-total[k], k))  # the most common failure first
+    lines, table = _count_table(rows, "kinds", kinds, f"why episodes fail: {run}")
+    details: dict = {}
+    for r in rows:
+        for k, n in r["details"].items():
+            details[k] = details.get(k, 0) + n
+    if details:  # twx-cooking: which appliance the recipe asked for, which one the agent used
+        more, detail_table = _count_table(rows, "details", sorted(details, key=lambda k: (-details[k], k)),
+                                          "wrong appliance: the recipe's verb -> the agent's")
+        lines += ["", "Wrong appliance, the recipe's verb -> the one the agent used (grill: toaster, roast: oven, "
+                  "fry: stove):", "", *more]
+    choice_table = None
+    if any(r["choices"] for r in rows):  # twx-cooking: does the policy read the verb, or guess the appliance?
+        for r in rows:
+            r["appliance"] = appliance_cells(r["choices"])
+        more, choice_table = _count_table(rows, "appliance", list(APPLIANCE_COLUMNS),
+                                          "every cook move: the recipe's appliance used / cook moves")
+        lines += ["", "Every cook move, solved games included: how often the agent used the recipe's appliance "
+                  "(right / moves, by the recipe's verb; guessing among the three is right one time in three):",
+                  "", *more]
+    Console().print(table)
+    if details:
+        Console().print(detail_table)
+    if choice_table is not None:
+        Console().print(choice_table)
+    common.write_atomic(run / "failures.md", "\n".join(lines) + "\n")
+    print(f"wrote {run / 'failures.md'}")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablations (ablate.sh): one results table per setting, gathered into one table and one figure
+def eval_dtype(run: Path, method: str, seeds: list) -> str:
+    """The dtype(s) a method's evaluations ran in, from their args files: settings of one ablation
+    can come from machines where --dtype auto meant bf16 or fp32 (greedy episodes can differ)."""
+    return ", ".join(sorted({recorded_dtype(run, method, seed) for seed in seeds}))
+
+
+def ablation(root: Path) -> list[dict]:
+    """Every ROOT/<setting>/ that has a setting.json ({"ablation", "value", "label"}) gets its results
+    table (as run.sh builds it); the rows are gathered with the setting's value into ROOT/ablation.jsonl
+    and .md, and ROOT/ablation.png plots success vs the value: one line per method, test solid, ood
+    dashed, bars = 95% interval (over seeds, never narrower than over all episodes pooled)."""
+    rows = []
+    for setting in sorted(root.glob("*/setting.json")):
+        meta = common.read_jsonl(setting)[0]
+        for r in results_table(setting.parent):
+            rows.append({"ablation": meta["ablation"], "value": meta["value"], "setting": meta["label"], **r,
+                         "dtype": eval_dtype(setting.parent, r["method"], r["seeds"])})
+    if not rows:
+        raise common.UserError(f"{root}: no */setting.json with evaluations (run ablate.sh first)")
+    rows.sort(key=lambda r: (r["split"] != "test", r["method"], r["value"]))
+    common.write_jsonl(root / "ablation.jsonl", rows)
+    lines = ["| setting | method | split | seeds | episodes | success % (±95%) | gain vs IL | score (mean) | dtype |",
+             "|" + "---|" * 9]
+    for r in rows:
+        gain = f"{100 * r['gain_vs_il']:+.1f}" if "gain_vs_il" in r else ""
+        score = f"{r['score']:.3f}" if "score" in r else ""
+        lines.append(f"| {r['setting']} | {r['method']} | {r['split']} | {len(r['seeds'])} | {r['episodes']} | "
+                     f"{100 * r['success']:.1f} ± {100 * r['ci95']:.1f} | {gain} | {score} | {r['dtype']} |")
+    if any("auto*" in r["dtype"] for r in rows):
+        lines.append("\nauto*: evaluated with --dtype auto before args files recorded what it became (dtype_resolved).")
+    common.write_atomic(root / "ablation.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # left: success (the paper's measure), bars = 95% interval; right: the mean score, which still
+    # moves where success sits near 0 (one run of few episodes per point: read it as a trend)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colors = {}
+    kind = rows[0]["ablation"]
+    methods = sorted({r["method"] for r in rows if r["method"] != "prompt-mapped"})
+    for (method, split) in sorted({(r["method"], r["split"]) for r in rows if r["method"] != "prompt-mapped"}):
+        mine = sorted((r for r in rows if r["method"] == method and r["split"] == split), key=lambda r: r["value"])
+        nudge = 2 ** (0.04 * (methods.index(method) - len(methods) / 2))  # so equal points' bars do not hide each other
+        x = [r["value"] * nudge for r in mine]
+        style = dict(marker="o", linestyle="-" if split == "test" else "--", label=f"{method} ({split})")
+        line = axes[0].errorbar(x, [r["success"] for r in mine], yerr=[r["ci95"] for r in mine], capsize=3,
+                                color=colors.get(method), **style)
+        colors.setdefault(method, line[0].get_color())
+        pts = [(xi, r["score"]) for xi, r in zip(x, mine) if "score" in r]
+        if pts:
+            axes[1].plot(*zip(*pts), color=colors[method], **style)
+    ticks = sorted({(r["value"], r["setting"]) for r in rows})
+    for ax, label in zip(axes, ("success rate", "mean score (partial credit)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([v for v, _ in ticks], [name for _, name in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("alternatives per expert state (K)" if kind == "k" else "fraction of the expert data")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(bottom=-0.02)  # not 0-1: at small scale every point sits below 0.3
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(root / "ablation.png", dpi=120)
+    print(f"wrote {root / 'ablation.png'}")
+    return rows
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.table:
+        return write_table(Path(args.table), results_table(Path(args.table), args.reference), args.reference)
+    if args.failures:
+        return failures(Path(args.failures))
+    return ablation(Path(args.ablation))
+
+
+if __name__ == "__main__":
+    common.run_main(main)
