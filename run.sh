@@ -29,6 +29,7 @@ fi
 
 if [[ "${FIXED16:-0}" == 1 ]]; then  # the earlier default: 16 games, 2 epochs of LoRA at 2e-4, K = 2 + 2 (docs/results.md: the fixed-budget comparison, RL, ablations)
   : "${TASKS:=16}" "${K_IWM:=2}" "${K_SR:=2}" "${LR:=2e-4}" "${EPOCHS:=2}" "${BATCH:=8}" "${PROMPT_MODES:=raw mapped}"
+  : "${SPLITS:=test ood}"
 fi
 
 # The default run's setting, chosen on twx-cooking's dev split (docs/results.md, "Choosing the default
@@ -142,7 +143,7 @@ lines() { python -c "import sys; print(sum(1 for x in open(sys.argv[1]) if x.str
 
 # 1. Collect (paper 4.1): expert trajectories, and at each expert state K_IWM uniform + K_SR policy
 #    (+ K_PROP as-written policy) alternatives executed one step. -> expert.jsonl, rollouts.jsonl.
-#    2.5 min in the default run (2 cores, docs/results.md "The default run").
+#    2 min in the default run (2 cores, docs/results.md "The default run").
 stage "1/7 collect"
 [[ -f $RUN/collect_stats.json ]] || timed collect python collect.py --env "$ENV" --split train --tasks "$TASKS" \
   --k-iwm "$K_IWM" --k-sr "$K_SR" --k-proposals "$K_PROP" --model "$MODEL" --max-new-tokens "$ACTION_TOKENS" \
@@ -177,7 +178,7 @@ stage "3/7 iwm data"
 [[ -f $RUN/iwm.jsonl ]] || timed iwm python iwm.py --run "$RUN"
 
 # 4. Reflections (paper 4.3): the untuned model explains why the expert's move beats its own
-#    alternatives. -> reflect.jsonl. 5 min in the default run.
+#    alternatives. -> reflect.jsonl. 4.5 min in the default run.
 stage "4/7 reflect"
 [[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --threads "$THREADS" --dtype "$DTYPE" --show 1
 
@@ -185,8 +186,8 @@ s1=$(( ($(lines "$RUN/iwm.jsonl") + BATCH - 1) / BATCH ))  # one world-model epo
 
 # 5. Train each arm with the budget and evaluate it (paper 5: success on test = in domain, and ood),
 #    arm by arm so that finished evaluations can be kept even when checkpoints are not.
-#    -> ckpt/<arm>-s<seed>/, eval/<arm>/s<seed>/. Training in the default run: IL 4 min, IWM 8 + 4 min,
-#    SR 6 min; each evaluation about 4 min (20 + 20 episodes; 2 cores; 46 min in all).
+#    -> ckpt/<arm>-s<seed>/, eval/<arm>/s<seed>/. Training in the default run: IL 7 min, IWM 7 + 7 min,
+#    SR 9 min; each evaluation 1.5-2 min (20 test episodes; 2 cores; 43 min in all).
 #    il           imitation for the budget (its step count is "the budget")
 #    iwm          one epoch of world modelling, then the full imitation budget ("full" reading)
 #    iwm-matched  stage 1 + stage 2 = the budget ("matched" reading); when one world-model epoch
