@@ -96,8 +96,10 @@ settings() { local v; for v in ENV MODEL RUN TASKS K_IWM K_SR K_PROP EPOCHS BUDG
 for m in $PROMPT_MODES; do [[ $m == raw || $m == mapped ]] || { echo "run.sh: PROMPT_MODES=$PROMPT_MODES: each word must be raw or mapped" >&2; exit 2; }; done
 for sp in $SPLITS; do [[ $sp == test || $sp == ood ]] || { echo "run.sh: SPLITS=$SPLITS: each word must be test or ood" >&2; exit 2; }; done
 settings
+has_splits() {  # an evaluation folder's summary.jsonl has a line for every split of SPLITS
+  [[ -f $1/summary.jsonl ]] || return 1; local sp; for sp in $SPLITS; do grep -q "\"split\": \"$sp\"" "$1/summary.jsonl" || return 1; done; }
 evaluated() {  # every evaluation of this arm and seed is written (then its checkpoint is not needed)
-  [[ -f $RUN/eval/$1/s$2/summary.jsonl ]] && { [[ $MAPPED != 1 ]] || [[ -f $RUN/eval/$1-mapped/s$2/summary.jsonl ]]; }; }
+  has_splits "$RUN/eval/$1/s$2" && { [[ $MAPPED != 1 ]] || has_splits "$RUN/eval/$1-mapped/s$2"; }; }
 if [[ ${DRY_RUN:-0} == 1 ]]; then  # and, for a run resumed over sittings, what is left of it
   if [[ -d $RUN/eval ]]; then
     printf "left: this machine's dtype (DTYPE %s): %s\n" "$DTYPE" \
@@ -200,7 +202,7 @@ stage "5/7 train and evaluate"
 train() { local out=$1; shift; [[ -f $out/loss.jsonl ]] || timed "train $(basename "$out")" python train.py \
   --model "$MODEL" --batch "$BATCH" --lr "$LR" --threads "$THREADS" --micro-batch "$MICRO_BATCH" --dtype "$DTYPE" $TRAIN_FLAGS \
   --out "$out" "$@"; }
-ev() { local out=$1; shift; [[ -f $out/summary.jsonl ]] || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
+ev() { local out=$1; shift; has_splits "$out" || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
   python evaluate.py --env "$ENV" --split $SPLITS --episodes "$EPISODES" --batch "$EVAL_BATCH" \
   --max-steps "$MAX_STEPS" --threads "$THREADS" --dtype "$DTYPE" --out "$out" "$@"; }
 same_dtype() { python -c 'import sys, common, report; common.run_main(lambda: report.check_seed_dtype(*sys.argv[1:]))' \
@@ -265,7 +267,7 @@ if [[ $RL == 1 ]]; then
     for arm in $RL_ARMS; do
       R=$RUN/rl/$arm-s$seed
       tokens=$(tokens_of "$arm")
-      [[ -f $RUN/eval/rl-$arm/s$seed/summary.jsonl ]] && continue  # done (its checkpoints may be gone)
+      has_splits "$RUN/eval/rl-$arm/s$seed" && continue  # done (its checkpoints may be gone)
       train_arm "$arm" "$seed"  # nothing to do unless the start checkpoint is gone (an evaluated, resumed folder)
       [[ -f $R/ckpt/adapter_config.json ]] || timed "rl $arm-s$seed" python rl.py --init "$C/$arm-s$seed" \
         --env "$ENV" --updates "$RL_UPDATES" --group "$RL_GROUP" --tasks-per-update "$RL_TASKS" --reward "$RL_REWARD" \

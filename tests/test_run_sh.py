@@ -143,4 +143,10 @@ def test_a_dry_run_says_what_is_left_of_a_run_resumed_over_sittings(tmp_path):
         "left: seed 0: sr (its evaluations ran in: bf16)",
         "left: seed 1: iwm sr (its evaluations ran in: fp32)",
         "left: seed 2: il iwm sr (its evaluations ran in: nothing yet)"], r.stdout[-2000:]
+    # evaluated on test only: asked for both splits, the arms are still to do (evaluate.py resumes, adding ood)
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "DRY_RUN": "1", "RUN": str(run), "SEEDS": "0", "ARMS": "il iwm sr",
+                            "DTYPE": "fp32", "SPLITS": "test ood"})
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "left: seed 0: il iwm sr (its evaluations ran in: bf16)", \
+        r.stdout[-2000:] + r.stderr[-2000:]
     assert sorted(p.name for p in run.iterdir()) == ["eval"]  # a dry run writes nothing
