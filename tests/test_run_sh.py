@@ -1,8 +1,11 @@
 """SMOKE=1 STUDY=1 bash run.sh: the study's protocol end to end (the budget swept on dev, every arm
 trained with it, the tables against IL and IL-matched), and a second run that skips the finished stages."""
+import fcntl
 import json
 import os
+import signal
 import subprocess
+import time
 
 import common
 from conftest import ROOT
@@ -123,6 +126,41 @@ def test_the_default_run_uses_the_setting_chosen_on_dev_and_the_presets_keep_the
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**os.environ, "DRY_RUN": "1", "RUN": run, "SPLITS": "test dev"},
                        capture_output=True, text=True, timeout=60)  # dev is for choosing settings, never a result row
     assert r.returncode == 2 and "SPLITS=test dev" in r.stderr and not (tmp_path / "dry").exists()
+
+
+def _wait_for(path, text, proc, seconds=120):
+    """Poll PATH until it holds TEXT (True), PROC ends or SECONDS pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        if text in path.read_text():
+            return True
+        time.sleep(0.2)
+    return text in path.read_text()
+
+
+def test_a_second_run_on_one_folder_waits_while_the_first_prepares_it(tmp_path):
+    """Two streams on one folder (each its own ARMS): while one run.sh prepares stages 1-4 (it holds
+    RUN/.prepare.lock), the other says so, waits writing nothing, and goes on once it is released."""
+    run = tmp_path / "two"
+    run.mkdir()
+    holder = open(run / ".prepare.lock", "w")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # the first stream, preparing
+    log = tmp_path / "second.log"
+    with open(log, "w") as out:
+        p = subprocess.Popen(["bash", "run.sh"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, "SMOKE": "1", "STUDY": "1", "RUN": str(run)}, start_new_session=True)
+    try:
+        assert _wait_for(log, "is preparing", p), log.read_text()[-2000:]
+        time.sleep(3)
+        assert p.poll() is None, log.read_text()[-2000:]  # still waiting
+        assert "1/7 collect" not in log.read_text()
+        assert sorted(x.name for x in run.iterdir()) == [".prepare.lock", "run_settings.txt", "stage_times.tsv"]
+        fcntl.flock(holder, fcntl.LOCK_UN)  # the first is done preparing
+        assert _wait_for(log, "1/7 collect", p), log.read_text()[-2000:]
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        holder.close()
 
 
 def test_a_dry_run_says_what_is_left_of_a_run_resumed_over_sittings(tmp_path):
