@@ -8,7 +8,9 @@ evaluate.py plays episodes and writes them; this script only reads them. Three r
                   (--reference METHOD: against another method, e.g. il-matched, written beside it)
   --failures RUN  RUN/failures.md: every unsolved episode by how it ended (envs.why_failed; for
                   twx-cooking the move that lost the game, e.g. the wrong appliance, and every cook
-                  move against the recipe's verb); RUN/dev/ readings get rows of their own
+                  move against the recipe's verb); RUN/dev/ readings get rows of their own.
+                  With --seeds S [S ...]: those training seeds' evaluations only, to compare arms on
+                  the seeds they share -> RUN/failures-s<S>-<S>....md (dev rows left out)
   --ablation DIR  DIR/ablation.md, .jsonl and .png: ablate.sh's settings, one results table each, gathered
 
 It also holds the guard run.sh calls before it trains an arm: one training seed's arms must share a
@@ -22,6 +24,7 @@ Examples:
   python report.py --table runs/default
   python report.py --table results/study --reference il-matched
   python report.py --failures results/study
+  python report.py --failures results/study --seeds 0 1 2
 """
 from __future__ import annotations
 
@@ -43,11 +46,18 @@ def parse_args(argv=None):
                         "another writes results-vs-METHOD.md/.jsonl beside results.md)")
     p.add_argument("--failures", default=None, metavar="RUN",
                    help="RUN/failures.md: every unsolved episode of RUN/eval/ (and RUN/dev/) by how it failed")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                   help="with --failures: only these training seeds' evaluations (no dev rows), written to "
+                        "RUN/failures-s<S>-<S>....md, so arms are compared on the seeds they share")
     p.add_argument("--ablation", default=None, metavar="DIR",
                    help="DIR/ablation.md, .jsonl and .png from the run folders of ablate.sh")
     args = p.parse_args(argv)
     if sum(bool(x) for x in (args.table, args.failures, args.ablation)) != 1:
         p.error("give one of --table RUN, --failures RUN or --ablation DIR")
+    if args.seeds is not None and not args.failures:
+        p.error("--seeds goes with --failures RUN")
+    if args.seeds is not None and min(args.seeds) < 0:
+        p.error(f"argument --seeds: must be >= 0, got {min(args.seeds)}")
     return args
 
 
@@ -261,16 +271,24 @@ def appliance_cells(choices: list[tuple[str, str]]) -> dict:
     return cells
 
 
-def failures(run: Path) -> list[dict]:
+def failures_name(seeds=None) -> str:
+    """failures.md, or failures-s0-1-2.md for the seeds 0, 1, 2."""
+    return "failures.md" if seeds is None else "failures-s" + "-".join(map(str, sorted(set(seeds)))) + ".md"
+
+
+def failures(run: Path, seeds=None) -> list[dict]:
     """For every evaluation under RUN/eval/ (and every dev reading under RUN/dev/), the unsolved
     episodes by kind of failure (envs.why_failed: for twx-cooking the move that lost the game, e.g.
     the wrong appliance; elsewhere the step limit or a loss), pooled over seeds; for twx-cooking also
     which appliance each wrong-appliance loss used for which verb, and how often every cook move
-    (solved games too) used the recipe's appliance -> RUN/failures.md (and rich tables)."""
+    (solved games too) used the recipe's appliance -> RUN/failures.md (and rich tables). SEEDS: only
+    those training seeds' evaluations, no dev rows -> RUN/failures-s<S>-....md (failures_name)."""
     from rich.console import Console
 
     counts: dict = {}
-    for method, seed, split, eps, folder in itertools.chain(evaluations(run), dev_readings(run)):
+    readings = itertools.chain(evaluations(run), dev_readings(run)) if seeds is None else \
+        (x for x in evaluations(run) if x[1] in set(seeds))
+    for method, seed, split, eps, folder in readings:
         args = eval_args(folder)
         env = args.get("env", "twx-cooking")
         max_steps = args.get("max_steps") or envs.default_max_steps(env)
@@ -288,7 +306,8 @@ def failures(run: Path) -> list[dict]:
                 if detail:  # e.g. "fry -> grill": what the recipe said, what the agent did
                     row["details"][detail] = row["details"].get(detail, 0) + 1
     if not counts:
-        raise common.UserError(f"{run}/eval: no evaluation summaries found")
+        raise common.UserError(f"{run}/eval: no evaluation summaries found"
+                               + ("" if seeds is None else f" for seeds {' '.join(map(str, seeds))}"))
     splits = ("test", "ood", "dev", "train")
     rows = sorted(counts.values(), key=lambda r: (splits.index(r["split"]) if r["split"] in splits else 9, method_rank(r["method"])))
     total: dict = {}
@@ -296,7 +315,8 @@ def failures(run: Path) -> list[dict]:
         for k, n in r["kinds"].items():
             total[k] = total.get(k, 0) + n
     kinds = sorted(total, key=lambda k: (-total[k], k))  # the most common failure first
-    lines, table = _count_table(rows, "kinds", kinds, f"why episodes fail: {run}")
+    lines, table = _count_table(rows, "kinds", kinds, f"why episodes fail: {run}"
+                                + ("" if seeds is None else f", seeds {' '.join(map(str, sorted(set(seeds))))}"))
     details: dict = {}
     for r in rows:
         for k, n in r["details"].items():
@@ -320,8 +340,12 @@ def failures(run: Path) -> list[dict]:
         Console().print(detail_table)
     if choice_table is not None:
         Console().print(choice_table)
-    common.write_atomic(run / "failures.md", "\n".join(lines) + "\n")
-    print(f"wrote {run / 'failures.md'}")
+    if seeds is not None:
+        lines = [f"Training seeds {', '.join(map(str, sorted(set(seeds))))} only (`report.py --failures "
+                 f"RUN --seeds ...`); failures.md pools every seed.", "", *lines]
+    out = run / failures_name(seeds)
+    common.write_atomic(out, "\n".join(lines) + "\n")
+    print(f"wrote {out}")
     return rows
 
 
@@ -403,7 +427,7 @@ def main(argv=None):
     if args.table:
         return write_table(Path(args.table), results_table(Path(args.table), args.reference), args.reference)
     if args.failures:
-        return failures(Path(args.failures))
+        return failures(Path(args.failures), args.seeds)
     return ablation(Path(args.ablation))
 
 

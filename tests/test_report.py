@@ -118,6 +118,17 @@ def test_failures_table_counts_each_unsolved_episode_by_how_it_ended(tmp_path):
     assert [(r["method"], r["split"], r["kinds"], r["choices"]) for r in rows][-1] == (
         "step-00010", "dev", {"wrong appliance": 1}, [("fry", "grill")])
     assert "step-00010" not in {r["method"] for r in report.results_table(tmp_path)}
+    # --seeds: only those training seeds' evaluations (no dev rows), in a file of their own
+    before = (tmp_path / "failures.md").read_text()
+    rows = report.failures(tmp_path, seeds=[1])
+    assert [(r["method"], r["split"], r["episodes"], r["solved"], r["kinds"]) for r in rows] == [
+        ("il", "test", 2, 0, {"wrong appliance": 1, "wrong cut": 1})]
+    md = (tmp_path / "failures-s1.md").read_text()
+    assert md.startswith("Training seeds 1 only") and "| il | test | 2 | 0 | 1 | 1 |" in md and "step-00010" not in md
+    assert (tmp_path / "failures.md").read_text() == before  # the pooled file is left as it was
+    assert report.failures_name([2, 0, 1, 0]) == "failures-s0-1-2.md"
+    with pytest.raises(common.UserError, match=r"no evaluation summaries found for seeds 7"):
+        report.failures(tmp_path, seeds=[7])
     (tmp_path / "eval" / "il" / "s0" / "args.json").write_text("{not json")
     with pytest.raises(common.UserError, match=r"eval/il/s0/args.json: not JSON"):
         report.failures(tmp_path)
@@ -133,6 +144,8 @@ def test_the_command_line_writes_the_table_and_refuses_bad_input_in_one_line(tmp
     assert "| il | test | 1 | 2 | 50.0 ± " in (tmp_path / "results.md").read_text()
     for args, text in [((), "give one of --table RUN"),
                        (("--table", tmp_path, "--failures", tmp_path), "give one of --table RUN"),
+                       (("--table", tmp_path, "--seeds", "0"), "--seeds goes with --failures RUN"),
+                       (("--failures", tmp_path, "--seeds", "-1"), "argument --seeds: must be >= 0, got -1"),
                        (("--table", tmp_path / "nothing"), "nothing/eval: no evaluation summaries found")]:
         r = run_script("report.py", *args)
         assert r.returncode == 2 and text in r.stderr, r.stderr
