@@ -262,7 +262,9 @@ done
 #    (results-vs-il-matched.md/.jsonl); and how each unsolved episode ended (for twx-cooking the move
 #    that lost the game, e.g. the wrong appliance) -> failures.md.
 stage "6/7 results"
-tables() { python report.py --table "$RUN"; if has il-matched; then python report.py --table "$RUN" --reference il-matched; fi
+# (against IL-matched whenever its evaluations are in RUN, this run's ARMS or an earlier one's)
+tables() { python report.py --table "$RUN"; if compgen -G "$RUN/eval/il-matched/s*/summary.jsonl" > /dev/null; then
+            python report.py --table "$RUN" --reference il-matched; fi
           python report.py --failures "$RUN"; }
 tables
 
