@@ -145,9 +145,10 @@ lines() { python -c "import sys; print(sum(1 for x in open(sys.argv[1]) if x.str
 
 # Two runs on one folder (two streams of THREADS=1, each given its own ARMS) share stages 1-4: the
 # first to get here prepares them, and the other waits (an flock on RUN/.prepare.lock, released
-# when its holder ends, however it ends), then finds them done and skips them.
+# when its holder ends, however it ends), then finds them done and skips them. (flock comes with
+# util-linux; where it is missing, start the second stream once the first is training.)
 exec 9>"$RUN/.prepare.lock"
-if ! flock -n 9; then
+if command -v flock > /dev/null && ! flock -n 9; then
   echo "run.sh: another run.sh is preparing $RUN (stages 1-4); waiting for it"; flock 9
 fi
 
@@ -193,7 +194,7 @@ stage "4/7 reflect"
 [[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --threads "$THREADS" --dtype "$DTYPE" --show 1
 
 s1=$(( ($(lines "$RUN/iwm.jsonl") + BATCH - 1) / BATCH ))  # one world-model epoch, in steps
-flock -u 9; exec 9>&-  # stages 1-4 done: a run waiting on this folder goes on
+if command -v flock > /dev/null; then flock -u 9; fi; exec 9>&-  # stages 1-4 done: a run waiting here goes on
 
 # 5. Train each arm with the budget and evaluate it (paper 5: success on test = in domain, and ood),
 #    arm by arm so that finished evaluations can be kept even when checkpoints are not.
