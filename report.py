@@ -286,8 +286,9 @@ def failures(run: Path, seeds=None) -> list[dict]:
     from rich.console import Console
 
     counts: dict = {}
-    readings = itertools.chain(evaluations(run), dev_readings(run)) if seeds is None else \
-        (x for x in evaluations(run) if x[1] in set(seeds))
+    chosen = None if seeds is None else sorted(set(seeds))
+    readings = itertools.chain(evaluations(run), dev_readings(run)) if chosen is None else \
+        (x for x in evaluations(run) if x[1] in chosen)
     for method, seed, split, eps, folder in readings:
         args = eval_args(folder)
         env = args.get("env", "twx-cooking")
@@ -307,7 +308,7 @@ def failures(run: Path, seeds=None) -> list[dict]:
                     row["details"][detail] = row["details"].get(detail, 0) + 1
     if not counts:
         raise common.UserError(f"{run}/eval: no evaluation summaries found"
-                               + ("" if seeds is None else f" for seeds {' '.join(map(str, seeds))}"))
+                               + ("" if chosen is None else f" for seeds {' '.join(map(str, chosen))}"))
     splits = ("test", "ood", "dev", "train")
     rows = sorted(counts.values(), key=lambda r: (splits.index(r["split"]) if r["split"] in splits else 9, method_rank(r["method"])))
     total: dict = {}
@@ -316,7 +317,7 @@ def failures(run: Path, seeds=None) -> list[dict]:
             total[k] = total.get(k, 0) + n
     kinds = sorted(total, key=lambda k: (-total[k], k))  # the most common failure first
     lines, table = _count_table(rows, "kinds", kinds, f"why episodes fail: {run}"
-                                + ("" if seeds is None else f", seeds {' '.join(map(str, sorted(set(seeds))))}"))
+                                + ("" if chosen is None else f", seeds {' '.join(map(str, chosen))}"))
     details: dict = {}
     for r in rows:
         for k, n in r["details"].items():
@@ -340,8 +341,8 @@ def failures(run: Path, seeds=None) -> list[dict]:
         Console().print(detail_table)
     if choice_table is not None:
         Console().print(choice_table)
-    if seeds is not None:
-        lines = [f"Training seeds {', '.join(map(str, sorted(set(seeds))))} only (`report.py --failures "
+    if chosen is not None:
+        lines = [f"Training seeds {', '.join(map(str, chosen))} only (`report.py --failures "
                  f"RUN --seeds ...`); failures.md pools every seed.", "", *lines]
     out = run / failures_name(seeds)
     common.write_atomic(out, "\n".join(lines) + "\n")
