@@ -20,10 +20,34 @@ def common_prefix_len(rows: list[list[int]]) -> int:
 SHARED_PREFIX_MIN = 16  # below this many shared tokens, reading the prefix separately is not worth it
 
 
+def decoding_config(tok, *, max_new_tokens: int, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0):
+    """The decoding settings of every generate call, stated in full. temperature 0 = greedy (plain argmax,
+    no logits processor at all); temperature > 0 = sampling from softmax(logits / temperature) over the
+    whole vocabulary, unless top_k > 0 or top_p < 1 ask for truncation. Every field that could add a
+    logits processor is set to its "off" value explicitly: generate() fills a field left unset (None)
+    from the model's generation_config.json (Hub chat models ship top-k 20, top-p 0.8, repetition
+    penalties) and then from the library's defaults (top-k 50), so None would not mean "off".
+    The untuned 135M model puts 14-31% of each token's probability outside its top 50 at temperature 1:
+    a silently truncated sampler is another policy than the one rl.py's log-probabilities describe."""
+    from transformers import GenerationConfig
+
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"decoding: temperature {temperature}, top_k {top_k}, top_p {top_p} out of range")
+    sample = temperature > 0
+    # greedy builds no sampling warper at all, so temperature, top-k and top-p do not apply to it
+    warp = {"temperature": temperature, "top_k": top_k, "top_p": top_p} if sample else {}
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=sample, num_beams=1, **warp,
+        typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0, repetition_penalty=1.0, encoder_repetition_penalty=1.0,
+        no_repeat_ngram_size=0, length_penalty=1.0, min_length=0, renormalize_logits=False,
+        remove_invalid_values=False, pad_token_id=tok.pad_token_id, eos_token_id=stop_token_ids(tok))
+
+
 def generate(model, tok, conversations: list[list[dict]], *, max_new_tokens: int = 32,
-             temperature: float = 0.0, num_samples: int = 1, batch_size: int = 16,
-             progress: str | None = None, return_ids: bool = False) -> list:
-    """Answers for many chats at once, left-padded. temperature 0 = greedy.
+             temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, num_samples: int = 1,
+             batch_size: int = 16, progress: str | None = None, return_ids: bool = False) -> list:
+    """Answers for many chats at once, left-padded. temperature 0 = greedy; above 0, sampling from the
+    full distribution (top_k / top_p truncate it only when asked: decoding_config).
     return_ids: (text, sampled token ids) pairs instead of texts; the ids run to and include the
     first end-of-turn token (none when the length cap cut the answer). RL trains on exactly these
     tokens: re-tokenizing the text can give other tokens than were sampled.
@@ -37,12 +61,9 @@ def generate(model, tok, conversations: list[list[dict]], *, max_new_tokens: int
       prompt num_samples times."""
     import torch
     from tqdm import tqdm
-    from transformers import GenerationConfig
 
     stops = stop_token_ids(tok)
-    cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-                           temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
-                           pad_token_id=tok.pad_token_id, eos_token_id=stops)
+    cfg = decoding_config(tok, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     out: list = []
     chunks = range(0, len(conversations), batch_size)
     for start in tqdm(chunks, desc=progress, disable=progress is None, leave=False):
@@ -110,7 +131,7 @@ def parse_action(answer: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # The batched episode loop (evaluate.py, rl.py)
 def run_episodes(model, tok, env_name: str, tasks: list[dict], *, batch: int = 16, max_steps: int | None = None,
-                 temperature: float = 0.0, max_new_tokens: int = 48, action_mode: str = "raw",
+                 temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, max_new_tokens: int = 48, action_mode: str = "raw",
                  history: int | None = None, progress: str | None = "episodes", keep_messages: bool = False,
                  pool: list | None = None):
     """Play `tasks` with the model, `batch` episodes in lockstep: one batched generate call per step
@@ -141,6 +162,7 @@ def run_episodes(model, tok, env_name: str, tasks: list[dict], *, batch: int = 1
             live = [i for i, s in enumerate(slots) if s is not None]
             chats = [prompts.policy_messages(prompts.state_text(pool[i].view(), history)) for i in live]
             answers = generate(model, tok, chats, max_new_tokens=max_new_tokens, temperature=temperature,
+                               top_k=top_k, top_p=top_p,
                                batch_size=len(live), return_ids=keep_messages)
             for i, chat, answer in zip(live, chats, answers):
                 answer, answer_ids = answer if keep_messages else (answer, None)

@@ -14,12 +14,51 @@ IGNORE = -100  # label sentinel: no loss on this position
 # ---------------------------------------------------------------------------------------------
 # Chat rendering and loss masks (built from token ids, append-only)
 def render(tok, messages: list[dict], add_generation_prompt: bool = False, tools: list | None = None) -> str:
-    """The chat as the model's template writes it (tools: function schemas, for templates that take them)."""
+    """The chat as the model's template writes it (tools: function schemas, for templates that take them).
+    Two behaviours of the major families, handled the same way for training and for generation:
+    - thinking templates (Qwen3 and the like) get enable_thinking=False: the generation prompt then
+      ends with an empty thinking block, so the trained tokens are the answer itself (an answer is an
+      action, or SR's thought then action), not a thinking block to imitate; templates without the
+      switch ignore it;
+    - a template that refuses a system message (Gemma's "System role not supported") gets it folded
+      into the first user message, as those families' own docs advise."""
+    extra = {"tools": tools} if tools else {}
     try:
         return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                       **({"tools": tools} if tools else {}))
+                                       enable_thinking=False, **extra)
     except Exception as e:  # a template that cannot render these messages (jinja errors, None contents, ...)
-        raise UserError(f"the chat template cannot render this chat: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        first = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if messages and messages[0].get("role") == "system":
+            try:
+                return tok.apply_chat_template(fold_system(messages), tokenize=False,
+                                               add_generation_prompt=add_generation_prompt, enable_thinking=False, **extra)
+            except Exception:
+                pass
+        raise UserError(f"the chat template cannot render this chat: {first}") from None
+
+
+def template_messages(tok, messages: list[dict], tools: list | None = None) -> list[dict]:
+    """The messages as the template takes them: with the system message folded into the first user
+    message when the template refuses a system role (render does the same for a generation prompt),
+    so that a chat is folded once, whole, before its turns are rendered one by one."""
+    if not messages or messages[0].get("role") != "system":
+        return messages
+    try:
+        tok.apply_chat_template(messages, tokenize=False, enable_thinking=False, **({"tools": tools} if tools else {}))
+        return messages
+    except Exception:
+        return fold_system(messages)
+
+
+def fold_system(messages: list[dict]) -> list[dict]:
+    """The system message's text put at the head of the first user message (for templates with no
+    system role); a chat without a user message gets the system text as one."""
+    system, rest = messages[0], messages[1:]
+    for i, m in enumerate(rest):
+        if m.get("role") == "user":
+            merged = {**m, "content": f"{system.get('content') or ''}\n\n{m.get('content') or ''}"}
+            return rest[:i] + [merged] + rest[i + 1:]
+    return [{"role": "user", "content": system.get("content") or ""}] + rest
 
 
 def check_renders(tok, messages: list[dict], tools: list | None) -> None:
@@ -76,6 +115,7 @@ def encode_chat(tok, messages: list[dict], max_len: int | None = None,
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise UserError(f"message {i}: expected an object with a 'role'")
+    messages = template_messages(tok, messages, tools)
     check_renders(tok, messages, tools)
     stops = set(stop_token_ids(tok))
     ids: list[int] = []

@@ -58,6 +58,8 @@ def parse_args(argv=None):
                    help="policy proposals per expert state executed as written, invalid ones kept (world modelling)")
     p.add_argument("--model", default=models.EMBEDDED, help="the initial policy that proposes alternatives")
     p.add_argument("--temperature", type=common.at_least(0, float), default=1.0, help="sampling temperature of policy proposals")
+    p.add_argument("--top-k", type=common.at_least(0), default=0, help="sample only from the K likeliest tokens (0 = off: the full distribution)")
+    p.add_argument("--top-p", type=common.at_least(0, float, strict=True, high=1), default=1.0, help="sample only from the smallest set of tokens holding this much probability (1 = off)")
     p.add_argument("--max-new-tokens", type=common.at_least(1), default=24, help="length cap of a proposal")
     p.add_argument("--chunk", type=common.at_least(1), default=8, help="tasks per batched proposal call (also the resume unit)")
     p.add_argument("--shard", default="0/1", help="I/N: process the I-th of N contiguous parts of the tasks")
@@ -143,7 +145,8 @@ def collect_chunk(env, chunk: list[dict], index: int, args, model, tok, env_name
         common.seed_unit(args.seed, index)
         chats = [prompts.policy_messages(s["state"]) for _, s in states]
         proposals = agent.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
-                                    temperature=args.temperature, num_samples=samples, batch_size=8)
+                                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                    num_samples=samples, batch_size=8)
     expert_rows, rollout_rows, n_branches, n_replaced = [], [], 0, 0
     for (task, s), props in zip(states, proposals):
         rid = f"{task['task_id']}/{s['step']}"
@@ -249,7 +252,7 @@ def main(argv=None):
     common.set_threads(args.threads)
     model = tok = None
     if args.k_sr > 0 or args.k_proposals > 0:
-        model, tok = models.load_model(args.model, dtype=args.dtype)
+        model, tok = models.load_model(args.model, dtype=args.dtype, device=models.shard_device(args.shard))
         model.eval()
     common.save_args(args, out, "collect_args.json")  # after the inputs loaded
     done = resume(out)

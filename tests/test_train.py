@@ -89,11 +89,12 @@ def test_learning_imitation_beats_the_untrained_model(expert, tmp_path):
     assert after["success"] >= 0.3 and after["invalid_rate"] < before["invalid_rate"]
 
 
-def test_checkpoint_loads_with_plain_peft_and_carries_a_model_card(tmp_path):
-    # AutoPeftModelForCausalLM.from_pretrained(ckpt) resolves the base on its own; our loader gives the
-    # same logits; the card says what was trained and gains the evaluation; moved to a machine whose
-    # cache lies elsewhere, the checkpoint still loads through our alias of the base
-    from peft import AutoPeftModelForCausalLM
+def test_checkpoint_travels_and_carries_a_model_card(tmp_path):
+    # the adapter names its base by the name any machine with this repository resolves (no cache path
+    # of this one), our loader gives the logits of base + adapter; the card says what was trained and
+    # gains the evaluation; a checkpoint written by an older version (a cache path of another machine
+    # in the adapter) still loads through the alias beside it
+    from peft import PeftModel
 
     data = tmp_path / "expert.jsonl"
     common.write_jsonl(data, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 2}")}
@@ -102,14 +103,18 @@ def test_checkpoint_loads_with_plain_peft_and_carries_a_model_card(tmp_path):
     train.main(["--data", str(data), "--model", "tiny-random", "--dtype", "fp32", "--batch", "3", "--steps", "3",
                 "--lr", "1e-2", "--out", str(ck)])
     cfg = json.loads((ck / "adapter_config.json").read_text())
-    assert cfg["base_model_name_or_path"] == str(models.resolve_model_path("tiny-random"))
+    assert cfg["base_model_name_or_path"] == "tiny-random"
     assert json.loads((ck / "base_model.json").read_text()) == {"alias": "tiny-random"}
-    plain = AutoPeftModelForCausalLM.from_pretrained(str(ck))
+    cache = str(models.CACHE)
+    assert not any(cache in f.read_text(errors="ignore") for f in ck.iterdir() if f.suffix in (".json", ".md"))
+    base, _ = models.load_model("tiny-random", dtype="fp32", device="cpu")
+    plain = PeftModel.from_pretrained(base, str(ck))  # base + adapter, assembled by hand
     ours, tok = models.load_model(str(ck), dtype="fp32", device="cpu")
     ids = torch.tensor([tok("<|im_start|>user\nObservation: room 1<|im_end|>")["input_ids"]])
     with torch.no_grad():
         assert torch.allclose(plain(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-5)
     card = (ck / "README.md").read_text()
+    assert "tiny random test model" in card and "merge.py --ckpt" in card
     assert "More Information Needed" not in card and "IL (imitation)" in card
     assert "expert.jsonl (6 examples)" in card and "| optimizer steps | 3 (batch 3" in card
     evaluate.main(["--model", str(ck), "--env", "twx-cooking", "--split", "test", "--episodes", "2", "--batch", "2",
