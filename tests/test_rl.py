@@ -189,3 +189,14 @@ def test_rl_from_a_lora_checkpoint_keeps_the_start_adapter_frozen_and_unmerged(t
     plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "merged")).to(ids.device)
     with torch.no_grad():
         assert torch.allclose(plain(ids).logits, after32, atol=1e-4)
+
+
+def test_full_fine_tuning_refuses_a_kl_term(tmp_path):
+    """--full keeps no reference copy of the start policy: --kl > 0 would be silently dropped, so it is
+    refused with one line before anything loads (and --kl 0 is accepted)."""
+    from conftest import run_script
+
+    r = run_script("rl.py", "--full", "--kl", "0.1", "--out", tmp_path / "x")
+    assert r.returncode == 2 and not (tmp_path / "x").exists()
+    assert len(r.stderr.strip().splitlines()) == 1 and "--full with --kl 0.1" in r.stderr
+    assert rl.parse_args(["--full", "--kl", "0", "--out", str(tmp_path / "y")]).full
