@@ -215,7 +215,7 @@ def save_resume_point(path, args, keys: tuple, state: dict) -> None:
     write_atomic_with(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_resume_point(path, args, keys: tuple) -> dict | None:
+def load_resume_point(path, args, keys: tuple, what: str = "an interrupted run") -> dict | None:
     """The state an interrupted run of the same setting left at PATH, or None for a fresh run. A
     resume point of another setting is refused (one line), never silently continued."""
     import torch
@@ -227,7 +227,7 @@ def load_resume_point(path, args, keys: tuple) -> dict | None:
     now = {k: getattr(args, k) for k in keys}
     diff = [k for k in now if state["setting"].get(k) != now[k]]
     if diff:
-        raise UserError(f"{path} is an interrupted run of another setting ({', '.join(diff)} differ): "
+        raise UserError(f"{path} is {what} of another setting ({', '.join(diff)} differ): "
                         "use another --out or delete it")
     return state
 

@@ -110,6 +110,23 @@ def paired(a: dict, b: dict) -> tuple[int, int]:
 METHOD_ORDER = ("prompt", "il", "il-matched", "iwm", "iwm-matched", "iwm-mix", "sr", "rl-il", "rl-iwm", "rl-sr")
 
 
+def game_comparison(a: dict, b: dict) -> dict:
+    """Arm a against arm b ({seed: {game: solved}} each) with the game as the unit: the difference in
+    success on the seeds and games both read, its 95% interval resampling games, the games a solves
+    more often than b and the reverse, the exact sign-flip test on the per-game differences (p), the
+    sign test over games (p_sign), and the smallest difference this design detects (mde: 80% power,
+    two-sided 5%)."""
+    diffs = stats.game_diffs(a, b)
+    seeds = len(a.keys() & b.keys())
+    per_game = [d / seeds for d in diffs]
+    lo, hi = stats.bootstrap_mean(per_game)
+    better, worse = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    return {"seeds": seeds, "games": len(diffs), "diff": round(sum(per_game) / len(per_game), 4) if per_game else 0.0,
+            "ci95": [round(lo, 4), round(hi, 4)], "better": better, "worse": worse,
+            "p": round(stats.sign_flip_test(diffs), 4), "p_sign": round(stats.sign_test(better, worse), 4),
+            "mde": round(stats.min_detectable(per_game), 4)}
+
+
 def method_rank(m: str) -> tuple:
     """Where a method's rows go in a table: METHOD_ORDER, each method followed by its "-mapped" twin
     (run.sh MAPPED=1), unknown methods last, by name."""
@@ -140,8 +157,12 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
             solved, episodes = sum(sum(v.values()) for v in per_seed.values()), sum(len(v) for v in per_seed.values())
             lo, hi = stats.wilson(solved, episodes)
             half = max(half, (hi - lo) / 2)
+            # the game as the unit: each game's solved fraction over the seeds, an interval resampling games
+            per_game = stats.game_rates(per_seed)
+            g_lo, g_hi = stats.bootstrap_mean(per_game)
             row = {"method": m, "split": split, "seeds": sorted(rates), "episodes": episodes,
                    "success": round(mean, 4), "ci95": round(half, 4), "per_seed": {str(k): round(v, 4) for k, v in rates.items()},
+                   "games": len(per_game), "game_ci95": [round(g_lo, 4), round(g_hi, 4)],
                    "dtype": eval_dtype(run, m, sorted(rates))}
             if scores.get((m, split)):
                 row["score"] = round(sum(scores[m, split]) / len(scores[m, split]), 4)
@@ -152,6 +173,7 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
                     row["gain_vs_il"] = round(sum(rates[s] - ref_rates[s] for s in common_seeds) / len(common_seeds), 4)
                     wins, losses = paired(per_seed, ref)
                     row["paired_vs_il"] = {"wins": wins, "losses": losses, "p": round(stats.sign_test(wins, losses), 4)}
+                    row["games_vs_il"] = game_comparison(per_seed, ref)
                 else:
                     row["gain_vs_il"] = round(mean - sum(ref_rates.values()) / len(ref_rates), 4)
                 row["reference"] = reference  # the *_vs_il fields count against this method (--reference)
@@ -208,20 +230,28 @@ def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
     from rich.table import Table
 
     ref = "IL" if reference == "il" else reference
-    cols = ("method", "split", "seeds", "episodes", "success % (±95%)", f"gain vs {ref}", f"paired vs {ref} (+/-, sign test)")
+    cols = ("method", "split", "seeds", "games", "solved", "success % [95%]", f"vs {ref}, points [95%]",
+            "games +/-", "p", "MDE")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table = Table(title=f"results: {run}")
     for c in cols:
         table.add_column(c)
     for r in rows:
-        cells = [r["method"], r["split"], str(len(r["seeds"])), str(r["episodes"]),
-                 f"{100 * r['success']:.1f} ± {100 * r['ci95']:.1f}",
-                 f"{100 * r['gain_vs_il']:+.1f}" if "gain_vs_il" in r else "",
-                 f"+{r['paired_vs_il']['wins']} / -{r['paired_vs_il']['losses']} (p {pvalue(r['paired_vs_il']['p'])})"
-                 if "paired_vs_il" in r else ""]
+        g = r.get("games_vs_il")
+        lo, hi = r["game_ci95"]
+        cells = [r["method"], r["split"], str(len(r["seeds"])), str(r["games"]),
+                 f"{round(r['success'] * r['episodes'])}/{r['episodes']}", f"{100 * r['success']:.1f} [{100 * lo:.0f}, {100 * hi:.0f}]",
+                 f"{100 * g['diff']:+.1f} [{100 * g['ci95'][0]:+.0f}, {100 * g['ci95'][1]:+.0f}]" if g else "",
+                 f"+{g['better']} / -{g['worse']}" if g else "", pvalue(g["p"]) if g else "",
+                 f"{100 * g['mde']:.1f}" if g and g["mde"] == g["mde"] else ""]
         lines.append("| " + " | ".join(cells) + " |")
         table.add_row(*cells)
     Console().print(table)
+    lines.append(f"\nThe game is the unit: every seed plays the same games. success: solved episodes over all seeds, "
+                 f"[95%] resampling games (a game's seeds stay together). vs {ref}: the difference in success on the seeds "
+                 f"both arms ran, [95%] resampling games; games +/-: games this arm solves on more of those seeds than "
+                 f"{ref} / on fewer; p: exact sign-flip permutation test on the per-game differences; MDE: the smallest "
+                 "difference (points) this design detects with 80% power at 5%, from the per-game spread.")
     # what the evaluations ran in (bf16 and fp32 decode differently): one dtype, or which arm used which
     dtypes = {r.get("dtype", "?*") for r in rows} - {"?*"}  # ?*: no args file says (hand-made folders)
     if dtypes:

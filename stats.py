@@ -1,11 +1,21 @@
 """The results table's statistics, written out (no scipy): the 95% Wilson interval of a success rate
-over episodes, the mean and 95% Student-t interval over seeds, and the exact two-sided sign test on
-paired episodes. report.py's results table (`results_table`) reads them; tests/test_common.py checks
-them against hand-computed numbers and against scipy.
+over episodes, the mean and 95% Student-t interval over seeds, the exact two-sided sign test, and the
+game-level statistics.
+
+The game is the unit of evidence: every training seed of an arm plays the same games, and outcomes
+cluster by game (some games every policy solves, some none does), so 4 seeds x 50 games are not 200
+independent episodes. The game-level statistics treat a game's outcomes over the seeds as one
+observation: a paired difference per game (game_diffs), the exact sign-flip permutation test on
+those differences, the sign test over games, bootstrap intervals that resample games (seeds stay
+together), and the minimum detectable difference of the design. report.py's results table reads
+them; tests/test_stats.py checks them against scipy and brute force.
 """
 from __future__ import annotations
 
 import math
+import random
+
+Z_975, Z_80 = 1.959964, 0.841621  # standard normal quantiles: two-sided 5% test, 80% power
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -92,3 +102,69 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
         return (m, 0.0)
     sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
     return (m, t_quantile(0.975, n - 1) * sd / math.sqrt(n))
+
+
+# ---------------------------------------------------------------------------------------------
+# The game as the unit
+def game_outcomes(per_seed: dict) -> dict:
+    """{seed: {game: solved}} -> {game: [solved on each seed that read it]}."""
+    out: dict = {}
+    for seed in sorted(per_seed):
+        for game, solved in per_seed[seed].items():
+            out.setdefault(game, []).append(int(bool(solved)))
+    return out
+
+
+def game_rates(per_seed: dict) -> list[float]:
+    """Each game's solved fraction over the seeds that read it (the per-game observations)."""
+    return [sum(v) / len(v) for v in game_outcomes(per_seed).values()]
+
+
+def game_diffs(a: dict, b: dict) -> list[int]:
+    """Paired per-game differences of two arms, {seed: {game: solved}} each: for every game both read
+    on shared seeds, (games solved by a) - (by b) summed over those seeds, an integer in [-S, S]."""
+    seeds = sorted(a.keys() & b.keys())
+    games = sorted(set.intersection(*[set(a[s]) & set(b[s]) for s in seeds])) if seeds else []
+    return [sum(int(bool(a[s][g])) - int(bool(b[s][g])) for s in seeds) for g in games]
+
+
+def sign_flip_test(diffs: list[int]) -> float:
+    """Exact two-sided permutation test of paired integer differences: under "no difference" each
+    game's difference is as likely to have either sign, so the 2^n sign flips are equally likely.
+    p = P(|sum of flipped diffs| >= |observed sum|), computed exactly by dynamic programming over
+    the possible sums (no sampling, any number of games)."""
+    nonzero = [int(d) for d in diffs if d]
+    if not nonzero:
+        return 1.0
+    observed = abs(sum(nonzero))
+    dist = {0: 1}  # sum of the flipped differences -> number of sign patterns giving it
+    for d in nonzero:
+        nxt: dict = {}
+        for v, c in dist.items():
+            nxt[v + d] = nxt.get(v + d, 0) + c
+            nxt[v - d] = nxt.get(v - d, 0) + c
+        dist = nxt
+    extreme = sum(c for v, c in dist.items() if abs(v) >= observed)
+    return min(1.0, extreme / 2 ** len(nonzero))
+
+
+def bootstrap_mean(values: list[float], n: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean, resampling the values (games) with replacement."""
+    if not values:
+        return (float("nan"), float("nan"))
+    rng = random.Random(seed)
+    k = len(values)
+    means = sorted(sum(values[rng.randrange(k)] for _ in range(k)) / k for _ in range(n))
+    return (means[int(0.025 * n)], means[int(0.975 * n) - 1])
+
+
+def min_detectable(per_game: list[float], alpha_z: float = Z_975, power_z: float = Z_80) -> float:
+    """The smallest true mean difference a two-sided 5% paired test over these games detects with 80%
+    power (normal approximation): (z_0.975 + z_0.80) x sd / sqrt(n), sd the per-game differences'
+    standard deviation. 0 for fewer than two games."""
+    n = len(per_game)
+    if n < 2:
+        return float("nan")
+    m = sum(per_game) / n
+    sd = math.sqrt(sum((x - m) ** 2 for x in per_game) / (n - 1))
+    return (alpha_z + power_z) * sd / math.sqrt(n)

@@ -60,7 +60,16 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=common.at_least(1), default=8, help="examples per optimizer step")
     p.add_argument("--micro-batch", type=common.at_least(0), default=0, help="examples per forward pass (0 = --batch); gradient accumulation")
     p.add_argument("--lr", type=common.at_least(0, float, strict=True), default=2e-4, help="peak learning rate (LoRA; use ~1e-5 with --full)")
-    p.add_argument("--warmup", type=common.at_least(0, float, high=1), default=0.05, help="warm-up as a fraction of the steps")
+    p.add_argument("--warmup", type=common.at_least(0, float, high=1), default=0.05, help="warm-up as a fraction of the steps (cosine)")
+    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+                   help="cosine: warm-up, then decay to 0 at the last step (the run's length shapes every step); "
+                        "constant: warm-up, then the peak rate throughout, so the checkpoint at step N is a run of N steps")
+    p.add_argument("--warmup-steps", type=common.at_least(0), default=None,
+                   help="warm-up in steps (default: --warmup x steps with cosine, 0 with constant, which needs a count "
+                        "that does not depend on the run's length)")
+    p.add_argument("--continue-from", default=None, metavar="STATE",
+                   help="constant schedule: continue the run whose state.pt this is (a checkpoint of it, same setting) "
+                        "up to --steps; the result equals one run of --steps steps")
     p.add_argument("--lora-r", type=common.at_least(1), default=16, help="LoRA rank")
     p.add_argument("--lora-alpha", type=common.at_least(1), default=32, help="LoRA alpha")
     p.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
@@ -84,6 +93,10 @@ def parse_args(argv=None):
         p.error("--out is required")
     if args.resume_every is None:
         args.resume_every = 0 if args.full else 25
+    if args.continue_from and args.schedule != "constant":
+        p.error("--continue-from needs --schedule constant (a cosine run's steps depend on its length)")
+    if args.continue_from and args.steps <= 0:
+        p.error("--continue-from needs --steps (the step to continue to)")
     return args
 
 
@@ -137,7 +150,10 @@ def export_rows(paths: list[str]) -> list[dict]:
 # The resume point: a killed run continues at the step after the last one written and makes the same
 # steps as an uninterrupted run (the same batches, weights, optimizer state and schedule).
 RESUME_SETTING = ("data", "model", "init", "epochs", "steps", "batch", "micro_batch", "lr", "warmup", "lora_r",
-                  "lora_alpha", "full", "max_len", "seed", "dtype", "attn", "save_every")
+                  "lora_alpha", "full", "max_len", "seed", "dtype", "attn", "save_every", "schedule", "warmup_steps")
+# A constant-schedule run continued to more steps: everything but its length must be the same
+CONTINUE_SETTING = tuple(k for k in RESUME_SETTING if k not in ("epochs", "steps", "save_every"))
+STATE_FILE = "state.pt"  # in a constant-schedule checkpoint: what --continue-from needs
 
 
 def resume_path(out: Path) -> Path:
@@ -209,6 +225,23 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
         return (step + 1) / (warmup + 1)
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def lr_multiplier(step: int, total: int, warmup: int, schedule: str) -> float:
+    """cosine (above), or constant: the same linear warm-up, then 1. A constant schedule does not
+    read `total`, so step s of a long run is step s of any shorter one: a checkpoint saved at step N
+    (--save-every) is exactly a run of N steps, which is what budget.py's rule needs (the budget it
+    reads is the budget the arms get), and a run continued from it (--continue-from) is exactly a
+    longer run."""
+    if schedule == "constant":
+        return (step + 1) / (warmup + 1) if step < warmup else 1.0
+    return cosine_lr(step, total, warmup)
+
+
+def warmup_steps(args, total: int) -> int:
+    if args.warmup_steps is not None:
+        return args.warmup_steps
+    return 0 if args.schedule == "constant" else int(args.warmup * total)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,12 +341,12 @@ def main(argv=None):
     rng = random.Random(args.seed)  # the same on every process: all draw the same global batches
     per_epoch = math.ceil(len(examples) / args.batch)
     total = args.steps if args.steps > 0 else max(1, round(args.epochs * per_epoch))
-    warmup = int(args.warmup * total)
+    warmup = warmup_steps(args, total)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise common.UserError("no trainable parameters")
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, total, warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, total, warmup, args.schedule))
     autocast = models.train_autocast(model)
     scaler = models.grad_scaler(model)  # fp16 only (older CUDA cards); otherwise every call is a no-op
     loss_fn = loss_module(model)
@@ -327,6 +360,12 @@ def main(argv=None):
     tracker = tracking.Tracker(args.track if rank == 0 else "none", out.parent / f"{out.name}-tb", vars(args), out.name)
     log, batches, t0, tokens_seen, first = [], [], time.time(), 0, 0
     state = common.load_resume_point(resume_path(out), args, RESUME_SETTING)
+    if not state and args.continue_from:  # a shorter constant-schedule run of the same setting, continued
+        state = common.load_resume_point(args.continue_from, args, CONTINUE_SETTING, what="another run to continue")
+        if state is None:
+            raise common.UserError(f"--continue-from {args.continue_from}: no such state file")
+        if state["step"] > total:
+            raise common.UserError(f"--continue-from {args.continue_from}: it is at step {state['step']}, past --steps {total}")
     if state:  # an interrupted run: its weights, optimizer, schedule, batch order and log
         common.restore_weights(model, state["weights"])
         opt.load_state_dict(state["optimizer"])
@@ -339,6 +378,12 @@ def main(argv=None):
         t0 -= state["seconds"]
         if rank == 0:
             print(f"resuming {out} after step {first} of {total} ({resume_path(out).name})")
+    def train_state() -> dict:  # everything the next step depends on (a resume point, a continuation)
+        return {"step": len(log), "weights": common.trainable_weights(model), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "batches": batches, "log": log,
+                "tokens_seen": tokens_seen, "seconds": time.time() - t0}
+
     bar = tqdm(range(first, total), desc=f"train {out.name}", disable=rank != 0, initial=first, total=total)
     for step in bar:
         if not batches:
@@ -380,16 +425,17 @@ def main(argv=None):
         if rank == 0 and args.save_every and (step + 1) % args.save_every == 0 and step + 1 < total:
             steps_dir = out.parent / f"{out.name}-steps"  # the imitation learning curve, for budget.py
             steps_dir.mkdir(exist_ok=True)
-            models.save_checkpoint(model, tok, args, base_name, log, steps_dir / f"step-{step + 1:05d}")
+            folder = steps_dir / f"step-{step + 1:05d}"
+            models.save_checkpoint(model, tok, args, base_name, log, folder)
+            if args.schedule == "constant":  # the point can be continued (train.py --continue-from)
+                common.save_resume_point(folder / STATE_FILE, args, RESUME_SETTING, train_state())
         if rank == 0 and args.resume_every and (step + 1) % args.resume_every == 0 and step + 1 < total:
-            common.save_resume_point(resume_path(out), args, RESUME_SETTING, {
-                "step": step + 1, "weights": common.trainable_weights(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "batches": batches, "log": log,
-                "tokens_seen": tokens_seen, "seconds": time.time() - t0})
+            common.save_resume_point(resume_path(out), args, RESUME_SETTING, train_state())
     tracker.close()
     if rank == 0:
         models.save_checkpoint(model, tok, args, base_name, log, out)
+        if args.schedule == "constant":
+            common.save_resume_point(out / STATE_FILE, args, RESUME_SETTING, train_state())
         resume_path(out).unlink(missing_ok=True)  # finished: only the checkpoint stays
         print(f"saved {out} ({total} steps, {len(examples)} examples, final loss {log[-1]['loss']:.3f}, "
               f"{time.time() - t0:.0f} s, {world} process{'es' if world > 1 else ''})")

@@ -1,4 +1,4 @@
-"""Plumbing: action parsing and mapping, JSONL errors, intervals, loss masks, generation."""
+"""Plumbing: action parsing and mapping, JSONL errors, loss masks, generation."""
 import json
 import random
 
@@ -6,7 +6,6 @@ import pytest
 
 import common
 import models
-import stats
 import envs.base
 import chat
 import agent
@@ -54,43 +53,6 @@ def test_resume_cuts_a_torn_last_line(tmp_path):
     p.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "tr')
     assert common.resume_jsonl(p) == {"a", "b"}
     assert p.read_text() == '{"id": "a"}\n{"id": "b"}\n'
-
-
-def test_intervals_against_hand_computed_numbers():
-    lo, hi = stats.wilson(5, 10)  # p=0.5, n=10: 0.5 ± 0.2873 (Wilson)
-    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
-    assert stats.wilson(0, 20)[0] == 0.0 and stats.wilson(0, 20)[1] == pytest.approx(0.1611, abs=1e-4)
-    mean, half = stats.mean_ci([0.2, 0.4, 0.6])  # sd 0.2, t(2) = 4.303: 4.303 * 0.2 / sqrt(3)
-    assert mean == pytest.approx(0.4) and half == pytest.approx(0.49687, abs=1e-4)
-    assert stats.mean_ci([0.3]) == (0.3, 0.0)
-    # exact two-sided sign test: 8 wins 1 loss -> 2 x (1 + 9) / 2^9; an even split -> 1; nothing -> 1
-    assert stats.sign_test(8, 1) == pytest.approx(0.0390625)
-    assert stats.sign_test(1, 8) == stats.sign_test(8, 1)
-    assert stats.sign_test(3, 3) == 1.0 and stats.sign_test(0, 0) == 1.0
-    assert stats.sign_test(5, 0) == pytest.approx(0.0625)
-
-
-def test_statistics_against_an_independent_reference():
-    # scipy, written independently of ours: t quantiles at any number of seeds (no table that
-    # falls back to 1.96, 11% too narrow at 12 seeds), Wilson intervals, the exact sign test
-    sp = pytest.importorskip("scipy.stats")
-    import random
-
-    for df in (1, 2, 3, 4, 7, 10, 11, 12, 15, 29, 30, 60, 200, 5000):
-        assert stats.t_quantile(0.975, df) == pytest.approx(sp.t.ppf(0.975, df), rel=1e-9), df
-        assert stats.t_quantile(0.05, df) == pytest.approx(sp.t.ppf(0.05, df), rel=1e-9), df
-    rng = random.Random(0)
-    for n_seeds in (2, 3, 5, 12, 40):
-        values = [rng.random() for _ in range(n_seeds)]
-        mean, half = stats.mean_ci(values)
-        lo, hi = sp.t.interval(0.95, n_seeds - 1, loc=mean, scale=sp.sem(values))
-        assert half == pytest.approx((hi - lo) / 2, rel=1e-8) and mean == pytest.approx(sum(values) / n_seeds)
-    for k, n in ((0, 20), (5, 10), (7, 50), (50, 50), (1, 3), (33, 150)):
-        ref = sp.binomtest(k, n).proportion_ci(0.95, method="wilson")
-        got = stats.wilson(k, n)
-        assert got[0] == pytest.approx(ref.low, abs=2e-4) and got[1] == pytest.approx(ref.high, abs=2e-4), (k, n)
-    for w, l in ((8, 1), (0, 6), (12, 5), (40, 25), (3, 3), (100, 70)):
-        assert stats.sign_test(w, l) == pytest.approx(sp.binomtest(w, w + l).pvalue, rel=1e-9), (w, l)
 
 
 def test_masks_train_exactly_each_assistant_turn_and_its_end_token(tiny):

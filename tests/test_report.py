@@ -38,15 +38,21 @@ def test_results_table_means_gains_and_pairs(tmp_path):
     sr = report.results_table(tmp_path)[-1]
     assert sr["method"] == "sr" and sr["ci95"] == pytest.approx((hi - lo) / 2, abs=1e-4) and sr["ci95"] > 0.25
     assert report.pvalue(0.00049) == "< 0.01" and report.pvalue(0.0703) == "0.07"
+    # the game as the unit: games t0-t3 solved over both seeds, iwm - il = (1-2, 2-1, 1-0, 1-0): +3 / -1 games
+    g = rows["iwm"]["games_vs_il"]
+    assert (g["seeds"], g["games"], g["better"], g["worse"]) == (2, 4, 3, 1)
+    assert g["diff"] == pytest.approx(0.25) and g["p"] == pytest.approx(stats.sign_flip_test([-1, 1, 1, 1]))
+    assert rows["iwm"]["games"] == 4 and rows["iwm"]["game_ci95"][0] <= 0.625 <= rows["iwm"]["game_ci95"][1]
     md = report.write_table(tmp_path, list(rows.values()))
-    assert "| iwm | test | 2 | 8 | 62.5 ± " in md and "+25.0" in md and "+3 / -1 (p 0.62)" in md and (tmp_path / "results.jsonl").exists()
+    assert "| iwm | test | 2 | 4 | 5/8 | 62.5 [" in md and "| +25.0 [" in md and f"| +3 / -1 | {report.pvalue(g['p'])} |" in md
+    assert (tmp_path / "results.jsonl").exists()
     # against another method (report.py --table RUN --reference iwm): il is now the one compared
     rows = {r["method"]: r for r in report.results_table(tmp_path, reference="iwm")}
     assert rows["il"]["gain_vs_il"] == pytest.approx(-0.25) and rows["il"]["reference"] == "iwm"
     assert rows["il"]["paired_vs_il"] == {"wins": 1, "losses": 3, "p": 0.625} and "gain_vs_il" not in rows["iwm"]
     md = report.write_table(tmp_path, list(rows.values()), reference="iwm")
-    assert "gain vs iwm" in md and "| il | test | 2 | 8 | 37.5 ± " in md and (tmp_path / "results-vs-iwm.md").exists()
-    assert "gain vs IL" in (tmp_path / "results.md").read_text()  # the IL table is left as it was
+    assert "vs iwm, points" in md and "| il | test | 2 | 4 | 3/8 | 37.5 [" in md and (tmp_path / "results-vs-iwm.md").exists()
+    assert "vs IL, points" in (tmp_path / "results.md").read_text()  # the IL table is left as it was
     with pytest.raises(common.UserError, match="reference method 'ilm'"):
         report.results_table(tmp_path, reference="ilm")
 
@@ -141,7 +147,7 @@ def test_the_command_line_writes_the_table_and_refuses_bad_input_in_one_line(tmp
     common.write_jsonl(d / "summary.jsonl", [{"model": "il", "split": "test", "mode": "raw"}])
     r = run_script("report.py", "--table", tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "| il | test | 1 | 2 | 50.0 ± " in (tmp_path / "results.md").read_text()
+    assert "| il | test | 1 | 2 | 1/2 | 50.0 [" in (tmp_path / "results.md").read_text()
     for args, text in [((), "give one of --table RUN"),
                        (("--table", tmp_path, "--failures", tmp_path), "give one of --table RUN"),
                        (("--table", tmp_path, "--seeds", "0"), "--seeds goes with --failures RUN"),

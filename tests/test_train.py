@@ -148,3 +148,45 @@ def test_tracking_writes_tensorboard_scalars_equal_to_the_loss_log(tmp_path):
     train.main(["--data", str(data), "--model", "tiny-random", "--dtype", "fp32", "--batch", "2", "--steps", "1",
                 "--out", str(tmp_path / "quiet")])
     assert not (tmp_path / "quiet-tb").exists()
+
+
+def _adapter(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_constant_schedule_checkpoints_are_runs_of_their_length_and_continue(tmp_path):
+    """The budget rule reads checkpoints of one run; with --schedule constant each checkpoint equals a
+    fresh run of its length, weight for weight (with cosine it does not: its steps depend on the
+    length), and a run continued from one (--continue-from) equals one longer run."""
+    data = tmp_path / "expert.jsonl"
+    common.write_jsonl(data, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 3}")}
+                              for i in range(10)])
+    base = ["--data", str(data), "--model", "tiny-random", "--dtype", "fp32", "--batch", "4", "--lr", "1e-2",
+            "--warmup-steps", "2", "--threads", "1"]
+    train.main(base + ["--schedule", "constant", "--steps", "8", "--save-every", "4", "--out", str(tmp_path / "sweep")])
+    train.main(base + ["--schedule", "constant", "--steps", "4", "--out", str(tmp_path / "fresh4")])
+    point = tmp_path / "sweep-steps" / "step-00004"
+    a, b = _adapter(point), _adapter(tmp_path / "fresh4")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (point / "state.pt").exists() and (tmp_path / "fresh4" / "state.pt").exists()
+    # continued from the fresh 4-step run to 8 steps: the sweep's final checkpoint, weight for weight
+    train.main(base + ["--schedule", "constant", "--steps", "8", "--continue-from", str(tmp_path / "fresh4" / "state.pt"),
+                       "--out", str(tmp_path / "cont8")])
+    a, b = _adapter(tmp_path / "sweep"), _adapter(tmp_path / "cont8")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = common.read_jsonl(tmp_path / "cont8" / "loss.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 9))
+    assert [r["loss"] for r in log] == [r["loss"] for r in common.read_jsonl(tmp_path / "sweep" / "loss.jsonl")]
+    # a cosine run's midpoint is not a 4-step run: why the budget sweep needs the constant schedule
+    train.main(base + ["--steps", "8", "--save-every", "4", "--out", str(tmp_path / "cos")])
+    train.main(base + ["--steps", "4", "--out", str(tmp_path / "cos4")])
+    a, b = _adapter(tmp_path / "cos-steps" / "step-00004"), _adapter(tmp_path / "cos4")
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    # continuing another setting, or a cosine run, is refused with one line
+    with pytest.raises(common.UserError, match="of another setting .*lr"):
+        train.main(base[:-6] + ["--lr", "2e-2", "--warmup-steps", "2", "--threads", "1", "--schedule", "constant",
+                                "--steps", "8", "--continue-from", str(point / "state.pt"), "--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit):
+        train.parse_args(base + ["--steps", "8", "--continue-from", str(point / "state.pt"), "--out", str(tmp_path / "y")])
