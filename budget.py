@@ -13,6 +13,14 @@ that is, where dev success stops rising beyond its own noise. A curve still risi
 checkpoint picks that checkpoint and says so (`still_rising`: sweep longer); a flat curve picks its
 first. test and ood are never read here.
 
+The budget read must be the budget the arms get. A checkpoint of a cosine run is not a run of its
+length: at step 308 of a 462-step cosine run the learning rate has not decayed, and the steps taken
+so far add up to more learning rate than a fresh 308-step run gives (217 against 154.5 peak-rate
+steps). Sweep with `train.py --schedule constant` (run.sh STUDY2=1): each checkpoint then *is* a run
+of its length (tests/test_train.py), so the arms trained for the chosen budget are the policy the
+rule read, and the sweep's checkpoint at the budget serves as IL's seed-0 arm. budget.json records
+the sweep's schedule; a cosine sweep's budget is marked as not transferring.
+
 Inputs:  --ckpt DIR: a train.py run with --save-every (DIR-steps/step-NNNNN/ and the final DIR)
 Outputs: --out (default DIR/../budget.json): {"steps", "epochs", "steps_per_epoch", "rule", "still_rising",
          "curve": [{"step", "dev_success", "successes", "n", "dev_score", "train_loss"}]}, budget.png,
@@ -156,8 +164,10 @@ def main(argv=None):
                       "train_loss": round(sum(r["loss"] for r in window) / len(window), 4)})
     chosen, rising = choose_budget(curve)
     per_epoch = steps_per_epoch(ckpt)
+    schedule = json.loads((ckpt / "args.json").read_text()).get("schedule", "cosine")
     budget = {"steps": chosen["step"], "epochs": round(chosen["step"] / per_epoch, 4), "steps_per_epoch": per_epoch,
-              "rule": RULE, "still_rising": rising, "dev_episodes": args.episodes, "curve": curve}
+              "rule": RULE, "still_rising": rising, "dev_episodes": args.episodes, "schedule": schedule,
+              "transfers": schedule == "constant", "curve": curve}
     common.write_atomic(out, json.dumps(budget, indent=2) + "\n")
     plot(curve, chosen, out.with_suffix(".png"))
     table = Table(title=f"imitation on dev ({args.env}): budget {chosen['step']} steps = {budget['epochs']} epochs"

@@ -5,7 +5,7 @@ evaluate.py plays episodes and writes them; this script only reads them. Three r
   --table RUN     RUN/results.md + results.jsonl: success per method and split, mean ± 95% interval
                   over training seeds (never narrower than the interval over all episodes pooled),
                   the gain over IL per shared seed and the paired per-episode sign test against IL
-                  (--reference METHOD: against another method, e.g. il-matched, written beside it)
+                  (--reference METHOD: against another method, e.g. il-long, written beside it)
   --failures RUN  RUN/failures.md: every unsolved episode by how it ended (envs.why_failed; for
                   twx-cooking the move that lost the game, e.g. the wrong appliance, and every cook
                   move against the recipe's verb); RUN/dev/ readings get rows of their own.
@@ -22,7 +22,7 @@ Outputs: the files above, written whole (an interrupted run leaves the previous 
 
 Examples:
   python report.py --table runs/default
-  python report.py --table results/study --reference il-matched
+  python report.py --table results/study --reference il-long
   python report.py --failures results/study
   python report.py --failures results/study --seeds 0 1 2
 """
@@ -107,7 +107,7 @@ def paired(a: dict, b: dict) -> tuple[int, int]:
     return wins, losses
 
 
-METHOD_ORDER = ("prompt", "il", "il-matched", "iwm", "iwm-matched", "iwm-mix", "sr", "rl-il", "rl-iwm", "rl-sr")
+METHOD_ORDER = ("prompt", "il", "il-long", "iwm", "iwm-within", "iwm-mix", "sr", "rl-il", "rl-iwm", "rl-sr")
 
 
 def game_comparison(a: dict, b: dict) -> dict:

@@ -18,12 +18,18 @@ cd "$(dirname "$0")"
 # ---- presets: each sets defaults only; a variable given on the command line wins ----------------
 if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every stage runs end to end
   : "${MODEL:=tiny-random}" "${RUN:=runs/smoke}" "${TASKS:=3}" "${EPISODES:=3}" "${EVAL_BATCH:=3}" "${MAX_STEPS:=3}"
-  : "${EPOCHS:=1}" "${ARMS:=il il-matched iwm iwm-matched iwm-mix sr}" "${RL:=1}" "${RL_UPDATES:=1}"
+  : "${EPOCHS:=1}" "${RL:=1}" "${RL_UPDATES:=1}"
+  [[ ${STUDY2:-0} == 1 ]] || : "${ARMS:=il il-long iwm iwm-within iwm-mix sr}"  # STUDY2 keeps its own arms
   : "${RL_GROUP:=2}" "${RL_TASKS:=1}" "${MAPPED:=1}" "${K_PROP:=1}" "${SWEEP_EPOCHS:=2}" "${SWEEP_EVERY:=2}"
   : "${DEV_EPISODES:=2}" "${SEEDS:=0}"
 fi
+if [[ "${STUDY2:-0}" == 1 ]]; then  # the study, v2 (docs/study.md): a budget that transfers, 200 + 200 games per seed
+  : "${RUN:=runs/study2}" "${BUDGET:=sweep}" "${SCHEDULE:=constant}" "${WARMUP_STEPS:=16}" "${SEEDS:=0 1 2}"
+  : "${ARMS:=il il-long iwm}" "${EPISODES:=200}" "${EVAL_BATCH:=50}" "${TASKS:=64}" "${K_PROP:=2}" "${MICRO_BATCH:=4}"
+  : "${DEV_EPISODES:=100}" "${PROMPT_MODES:=mapped}"
+fi
 if [[ "${STUDY:-0}" == 1 ]]; then  # the paper's protocol (docs/study.md): 64 games, budget chosen on dev, 6 arms x 3 seeds
-  : "${RUN:=runs/study}" "${BUDGET:=sweep}" "${SEEDS:=0 1 2}" "${ARMS:=il il-matched iwm iwm-matched iwm-mix sr}"
+  : "${RUN:=runs/study}" "${BUDGET:=sweep}" "${SEEDS:=0 1 2}" "${ARMS:=il il-long iwm iwm-within iwm-mix sr}"
   : "${EPISODES:=50}" "${EVAL_BATCH:=50}" "${TASKS:=64}" "${K_PROP:=2}" "${MICRO_BATCH:=4}"
 fi
 
@@ -51,7 +57,7 @@ K_IWM=${K_IWM:-2}                  # uniform valid alternatives per expert state
 K_SR=${K_SR:-2}                    # policy-sampled alternatives per expert state, for reflection (default run: 1)
 EPOCHS=${EPOCHS:-2}                # the imitation budget when it is not swept here (BUDGET=epochs; default run: 2 = 118 steps)
 SEEDS=${SEEDS:-0}                  # training seeds; the table gives mean ± 95% interval over them
-ARMS=${ARMS:-il iwm sr}            # methods: il il-matched iwm iwm-matched iwm-mix sr
+ARMS=${ARMS:-il iwm sr}            # methods: il il-long iwm iwm-within iwm-mix sr
 EPISODES=${EPISODES:-20}           # evaluation episodes per split, method and seed
 SPLITS=${SPLITS:-test ood}         # evaluation splits: test = in domain, ood = out of domain (default run: test)
 
@@ -59,6 +65,8 @@ SPLITS=${SPLITS:-test ood}         # evaluation splits: test = in domain, ood = 
 BUDGET=${BUDGET:-epochs}           # epochs: EPOCHS epochs of imitation; sweep: chosen on dev (budget.py)
 SWEEP_EPOCHS=${SWEEP_EPOCHS:-6}    # BUDGET=sweep: length of the checkpointed imitation run (seed 0) ...
 SWEEP_EVERY=${SWEEP_EVERY:-0}      # ... saved every N steps (0: 6 points per run) ...
+SCHEDULE=${SCHEDULE:-cosine}       # learning rate: cosine, or constant after warm-up (a sweep checkpoint is then a run of its length)
+WARMUP_STEPS=${WARMUP_STEPS:-}     # warm-up in steps (empty: 5% of each run with cosine, 0 with constant)
 DEV_EPISODES=${DEV_EPISODES:-50}   # ... each read on this many dev episodes
 K_PROP=${K_PROP:-0}                # the policy's own proposals per state, executed as written (invalid kept), for world modelling
 PROMPT_MODES=${PROMPT_MODES:-raw mapped}  # the untuned baseline's rows: raw answers, and/or mapped to the closest valid action
@@ -91,7 +99,7 @@ if [[ -z $ACTION_TOKENS ]]; then ACTION_TOKENS=24; [[ $ENV == bfcl* ]] && ACTION
 if [[ -z $MICRO_BATCH ]]; then MICRO_BATCH=0; [[ $ENV == bfcl* || $ENV == textcraft* ]] && MICRO_BATCH=2; fi
 # The resolved setting, printed, and appended to $RUN/run_settings.txt (one block per invocation).
 # DRY_RUN=1 prints it and stops: what a command line will run, before it runs.
-settings() { local v; for v in ENV MODEL RUN TASKS K_IWM K_SR K_PROP EPOCHS BUDGET LR BATCH MICRO_BATCH SEEDS ARMS \
+settings() { local v; for v in ENV MODEL RUN TASKS K_IWM K_SR K_PROP EPOCHS BUDGET SCHEDULE WARMUP_STEPS LR BATCH MICRO_BATCH SEEDS ARMS \
   EPISODES SPLITS EVAL_BATCH PROMPT_MODES MAPPED RL THREADS DTYPE; do printf '%s=%s\n' "$v" "${!v}"; done; }
 for m in $PROMPT_MODES; do [[ $m == raw || $m == mapped ]] || { echo "run.sh: PROMPT_MODES=$PROMPT_MODES: each word must be raw or mapped" >&2; exit 2; }; done
 for sp in $SPLITS; do [[ $sp == test || $sp == ood ]] || { echo "run.sh: SPLITS=$SPLITS: each word must be test or ood" >&2; exit 2; }; done
@@ -167,14 +175,17 @@ stage "1/7 collect"
 #    -> budget.json, budget.png, dev/step-*/ (each point's dev episodes).
 stage "2/7 budget"
 C=$RUN/ckpt
+SCHED_FLAGS=(--schedule "$SCHEDULE"); [[ -z $WARMUP_STEPS ]] || SCHED_FLAGS+=(--warmup-steps "$WARMUP_STEPS")
 if [[ ! -f $RUN/budget.json ]]; then
   if [[ $BUDGET == sweep ]]; then
     per_epoch=$(( ($(lines "$RUN/expert.jsonl") + BATCH - 1) / BATCH ))
     total=$(python -c "import sys; print(max(1, round(float(sys.argv[1]) * int(sys.argv[2]))))" "$SWEEP_EPOCHS" "$per_epoch")
     every=$SWEEP_EVERY; (( every > 0 )) || every=$(( total / 6 > 0 ? total / 6 : 1 ))
     [[ -f $C/sweep/loss.jsonl ]] || timed "train sweep" python train.py --model "$MODEL" --data "$RUN/expert.jsonl" \
-      --steps "$total" --save-every "$every" --batch "$BATCH" --lr "$LR" --seed 0 --threads "$THREADS" --micro-batch "$MICRO_BATCH" --dtype "$DTYPE" $TRAIN_FLAGS --out "$C/sweep"
-    timed "budget sweep" python budget.py --ckpt "$C/sweep" --env "$ENV" --episodes "$DEV_EPISODES" --batch "$DEV_EPISODES" \
+      --steps "$total" --save-every "$every" --batch "$BATCH" --lr "$LR" --seed 0 --threads "$THREADS" --micro-batch "$MICRO_BATCH" \
+      --dtype "$DTYPE" "${SCHED_FLAGS[@]}" $TRAIN_FLAGS --out "$C/sweep"
+    timed "budget sweep" python budget.py --ckpt "$C/sweep" --env "$ENV" --episodes "$DEV_EPISODES" \
+      --batch $(( DEV_EPISODES < EVAL_BATCH ? DEV_EPISODES : EVAL_BATCH )) \
       --max-steps "$MAX_STEPS" --max-new-tokens "$ACTION_TOKENS" --threads "$THREADS" --dtype "$DTYPE" --eval-dir "$RUN/dev" \
       --out "$RUN/budget.json"
   else
@@ -191,7 +202,8 @@ stage "3/7 iwm data"
 # 4. Reflections (paper 4.3): the untuned model explains why the expert's move beats its own
 #    alternatives. -> reflect.jsonl. 4.5 min in the default run.
 stage "4/7 reflect"
-[[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --threads "$THREADS" --dtype "$DTYPE" --show 1
+needs_sr() { has sr || [[ $RL == 1 && " $RL_ARMS " == *" sr "* ]]; }  # reflections only for an SR arm
+! needs_sr || [[ -f $RUN/reflect.jsonl ]] || timed reflect python reflect.py --run "$RUN" --model "$MODEL" --conclude "$CONCLUDE" --threads "$THREADS" --dtype "$DTYPE" --show 1
 
 s1=$(( ($(lines "$RUN/iwm.jsonl") + BATCH - 1) / BATCH ))  # one world-model epoch, in steps
 if command -v flock > /dev/null; then flock -u 9; fi; exec 9>&-  # stages 1-4 done: a run waiting here goes on
@@ -202,16 +214,22 @@ if command -v flock > /dev/null; then flock -u 9; fi; exec 9>&-  # stages 1-4 do
 #    SR 9 min; each evaluation 1.5-2 min (20 test episodes; 2 cores; 43 min in all).
 #    il           imitation for the budget (its step count is "the budget")
 #    iwm          one epoch of world modelling, then the full imitation budget ("full" reading)
-#    iwm-matched  stage 1 + stage 2 = the budget ("matched" reading); when one world-model epoch
+#    iwm-within  stage 1 + stage 2 = the budget ("matched" reading); when one world-model epoch
 #                 alone exceeds the budget, half and half
 #    iwm-mix      world-model and imitation examples shuffled together in ONE stage, as many steps as
 #                 iwm (stage 1 + budget): tells whether the order of the two stages is what costs
-#    il-matched   imitation for as many steps as iwm, so no arm wins on compute
+#    il-long   imitation for as many steps as iwm, so no arm wins on compute
 #    sr           imitation data + reflections mixed, the budget's epochs
 stage "5/7 train and evaluate"
 train() { local out=$1; shift; [[ -f $out/loss.jsonl ]] || timed "train $(basename "$out")" python train.py \
-  --model "$MODEL" --batch "$BATCH" --lr "$LR" --threads "$THREADS" --micro-batch "$MICRO_BATCH" --dtype "$DTYPE" $TRAIN_FLAGS \
-  --out "$out" "$@"; }
+  --model "$MODEL" --batch "$BATCH" --lr "$LR" --threads "$THREADS" --micro-batch "$MICRO_BATCH" --dtype "$DTYPE" \
+  "${SCHED_FLAGS[@]}" $TRAIN_FLAGS --out "$out" "$@"; }
+# SCHEDULE=constant with BUDGET=sweep: the sweep (seed 0) saved the budget's checkpoint, which is IL's
+# seed-0 arm itself (a constant-schedule checkpoint at step B is a run of B steps): copied, not retrained
+sweep_point() { local step; step=$(printf 'step-%05d' "$il_steps"); if [[ -d $C/sweep-steps/$step ]]; then echo "$C/sweep-steps/$step"; else echo "$C/sweep"; fi; }
+from_sweep() { [[ -f $1/loss.jsonl ]] && return; local src; src=$(sweep_point)
+  [[ $(json "$src/args.json" seed) == 0 ]] || { echo "run.sh: $src is not a seed-0 run" >&2; exit 2; }
+  rm -rf "$1.tmp"; cp -r "$src" "$1.tmp"; mv "$1.tmp" "$1"; echo "il-s0: the sweep's checkpoint at step $il_steps ($src)"; }
 ev() { local out=$1; shift; has_splits "$out" || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
   python evaluate.py --env "$ENV" --split $SPLITS --episodes "$EPISODES" --batch "$EVAL_BATCH" \
   --max-steps "$MAX_STEPS" --threads "$THREADS" --dtype "$DTYPE" --out "$out" "$@"; }
@@ -221,24 +239,32 @@ tokens_of() { if [[ $1 == sr ]]; then echo $((ACTION_TOKENS + THOUGHT_TOKENS)); 
 train_arm() {
   local arm=$1 seed=$2
   case $arm in
-    il) train "$C/il-s$seed" --data "$RUN/expert.jsonl" --steps "$il_steps" --seed "$seed" ;;
-    il-matched) train "$C/il-matched-s$seed" --data "$RUN/expert.jsonl" --steps $(( il_steps + s1 )) --seed "$seed" ;;
+    il) if [[ $BUDGET == sweep && $SCHEDULE == constant && $seed == 0 ]]; then from_sweep "$C/il-s0"
+        else train "$C/il-s$seed" --data "$RUN/expert.jsonl" --steps "$il_steps" --seed "$seed"; fi ;;
+    il-long)
+      if [[ $SCHEDULE == constant ]]; then  # IL continued for W more steps: the same as a fresh run of B + W
+        train_arm il "$seed"
+        train "$C/il-long-s$seed" --data "$RUN/expert.jsonl" --steps $(( il_steps + s1 )) --seed "$seed" \
+          --continue-from "$C/il-s$seed/state.pt"
+      else
+        train "$C/il-long-s$seed" --data "$RUN/expert.jsonl" --steps $(( il_steps + s1 )) --seed "$seed"
+      fi ;;
     iwm) train "$C/iwm-stage1-s$seed" --data "$RUN/iwm.jsonl" --epochs 1 --seed "$seed"
          train "$C/iwm-s$seed" --init "$C/iwm-stage1-s$seed" --data "$RUN/expert.jsonl" --steps "$il_steps" --seed "$seed" ;;
-    iwm-matched)
+    iwm-within)
       if (( s1 < il_steps )); then  # one world-model epoch fits in the budget; imitation gets the rest
         train "$C/iwm-stage1-s$seed" --data "$RUN/iwm.jsonl" --epochs 1 --seed "$seed"
-        train "$C/iwm-matched-s$seed" --init "$C/iwm-stage1-s$seed" --data "$RUN/expert.jsonl" \
+        train "$C/iwm-within-s$seed" --init "$C/iwm-stage1-s$seed" --data "$RUN/expert.jsonl" \
           --steps $(( il_steps - s1 )) --seed "$seed"
       else  # it does not: half the budget each, else this arm would never learn the action format
         local w=$(( il_steps > 1 ? il_steps / 2 : 1 ))
-        train "$C/iwm-matched-stage1-s$seed" --data "$RUN/iwm.jsonl" --steps $w --seed "$seed"
-        train "$C/iwm-matched-s$seed" --init "$C/iwm-matched-stage1-s$seed" --data "$RUN/expert.jsonl" \
+        train "$C/iwm-within-stage1-s$seed" --data "$RUN/iwm.jsonl" --steps $w --seed "$seed"
+        train "$C/iwm-within-s$seed" --init "$C/iwm-within-stage1-s$seed" --data "$RUN/expert.jsonl" \
           --steps $(( il_steps > 1 ? il_steps - w : 1 )) --seed "$seed"
       fi ;;
     iwm-mix) train "$C/iwm-mix-s$seed" --data "$RUN/iwm.jsonl" "$RUN/expert.jsonl" --steps $(( il_steps + s1 )) --seed "$seed" ;;
     sr) train "$C/sr-s$seed" --data "$RUN/expert.jsonl" "$RUN/reflect.jsonl" --epochs "$il_epochs" --seed "$seed" ;;
-    *) echo "unknown arm $arm (choose from: il il-matched iwm iwm-matched iwm-mix sr)" >&2; exit 2 ;;
+    *) echo "unknown arm $arm (choose from: il il-long iwm iwm-within iwm-mix sr)" >&2; exit 2 ;;
   esac
 }
 [[ " $PROMPT_MODES " != *" raw "* ]] || ev "$RUN/eval/prompt/s0" --model "$MODEL" --label prompt
@@ -259,13 +285,13 @@ for seed in $SEEDS; do
 done
 
 # 6. The results table: success per method and split, mean ± 95% interval over seeds, gain over IL,
-#    paired per-episode wins/losses against IL (and against IL-matched). -> results.md, results.jsonl
-#    (results-vs-il-matched.md/.jsonl); and how each unsolved episode ended (for twx-cooking the move
+#    paired per-episode wins/losses against IL (and against IL-long). -> results.md, results.jsonl
+#    (results-vs-il-long.md/.jsonl); and how each unsolved episode ended (for twx-cooking the move
 #    that lost the game, e.g. the wrong appliance) -> failures.md.
 stage "6/7 results"
-# (against IL-matched whenever its evaluations are in RUN, this run's ARMS or an earlier one's)
-tables() { python report.py --table "$RUN"; if compgen -G "$RUN/eval/il-matched/s*/summary.jsonl" > /dev/null; then
-            python report.py --table "$RUN" --reference il-matched; fi
+# (against IL-long whenever its evaluations are in RUN, this run's ARMS or an earlier one's)
+tables() { python report.py --table "$RUN"; if compgen -G "$RUN/eval/il-long/s*/summary.jsonl" > /dev/null; then
+            python report.py --table "$RUN" --reference il-long; fi
           python report.py --failures "$RUN"; }
 tables
 

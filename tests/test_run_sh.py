@@ -1,5 +1,5 @@
 """SMOKE=1 STUDY=1 bash run.sh: the study's protocol end to end (the budget swept on dev, every arm
-trained with it, the tables against IL and IL-matched), and a second run that skips the finished stages."""
+trained with it, the tables against IL and IL-long), and a second run that skips the finished stages."""
 import fcntl
 import json
 import os
@@ -10,7 +10,7 @@ import time
 import common
 from conftest import ROOT
 
-ARMS = ["il", "il-matched", "iwm", "iwm-matched", "iwm-mix", "sr"]
+ARMS = ["il", "il-long", "iwm", "iwm-within", "iwm-mix", "sr"]
 # SMOKE also evaluates every arm with mapped answers (MAPPED=1) and runs the RL stage
 METHODS = ["prompt", "prompt-mapped", *ARMS, *(f"{a}-mapped" for a in ARMS), "rl-il", "rl-iwm", "rl-sr"]
 
@@ -23,14 +23,14 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     for name in ("expert.jsonl", "rollouts.jsonl", "iwm.jsonl", "reflections.jsonl", "reflect.jsonl",
                  "collect_args.json", "collect_stats.json", "results.md", "results.jsonl"):
         assert (run / name).exists(), name
-    for arm in ("il", "iwm-stage1", "iwm", "iwm-matched", "il-matched", "iwm-mix", "sr"):
+    for arm in ("il", "iwm-stage1", "iwm", "iwm-within", "il-long", "iwm-mix", "sr"):
         assert (run / "ckpt" / f"{arm}-s0" / "adapter_model.safetensors").exists(), arm
     rows = common.read_jsonl(run / "results.jsonl")
     assert sorted((x["method"], x["split"]) for x in rows) == sorted((m, s) for m in METHODS for s in ("test", "ood"))
     mapped = common.read_jsonl(run / "eval" / "il-mapped" / "s0" / "summary.jsonl")
     assert {r["mode"] for r in mapped} == {"mapped"}
     assert all(x["episodes"] == 3 for x in rows)
-    vs = common.read_jsonl(run / "results-vs-il-matched.jsonl")  # the paired tests against IL-matched too
+    vs = common.read_jsonl(run / "results-vs-il-long.jsonl")  # the paired tests against IL-long too
     assert {x["method"] for x in vs} == {x["method"] for x in rows}
     # how each unsolved episode ended: a row per method and split, and one per dev reading (the sweep's points)
     failed = [ln[2:].split(" | ")[:2] for ln in (run / "failures.md").read_text().split("\n\n")[0].splitlines()[2:]]
@@ -42,12 +42,12 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     assert [c["step"] for c in budget["curve"]] == list(range(2, sweep, 2)) + [sweep]
     assert all(c["n"] == 2 for c in budget["curve"])  # DEV_EPISODES, on the dev split
     assert common.read_jsonl(run / "dev" / "step-00002" / "dev.jsonl")[0]["task_id"].split("/")[1] == "dev"
-    # budgets: il = the chosen steps; iwm's stage 2 = il; iwm-matched's stage 2 + stage 1 = il;
-    # il-matched and iwm-mix = stage 1 + il
+    # budgets: il = the chosen steps; iwm's stage 2 = il; iwm-within's stage 2 + stage 1 = il;
+    # il-long and iwm-mix = stage 1 + il
     steps = {a: sum(1 for _ in open(run / "ckpt" / f"{a}-s0" / "loss.jsonl"))
-             for a in ("il", "iwm-stage1", "iwm", "iwm-matched", "il-matched", "iwm-mix")}
+             for a in ("il", "iwm-stage1", "iwm", "iwm-within", "il-long", "iwm-mix")}
     assert steps["il"] == budget["steps"]
-    assert steps["iwm"] == steps["il"] and steps["il-matched"] == steps["il"] + steps["iwm-stage1"] == steps["iwm-mix"]
+    assert steps["iwm"] == steps["il"] and steps["il-long"] == steps["il"] + steps["iwm-stage1"] == steps["iwm-mix"]
     # STUDY=1 trains every arm, and the sweep, in micro-batches of 4 (the same update, less memory)
     assert {json.loads((run / "ckpt" / f"{a}-s0" / "args.json").read_text())["micro_batch"]
             for a in (*steps, "sr")} == {4}
@@ -57,10 +57,10 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     # the world-model data holds the policy's own moves as written (K_PROP=1 in SMOKE)
     assert any(e["meta"]["source"] == "proposal" for e in common.read_jsonl(run / "iwm.jsonl"))
     if steps["iwm-stage1"] < steps["il"]:
-        assert steps["iwm-matched"] == steps["il"] - steps["iwm-stage1"]
+        assert steps["iwm-within"] == steps["il"] - steps["iwm-stage1"]
     else:  # the world-model epoch does not fit in the budget: half each, still the budget in total
-        own = sum(1 for _ in open(run / "ckpt" / "iwm-matched-stage1-s0" / "loss.jsonl"))
-        assert own == steps["il"] // 2 and own + steps["iwm-matched"] == steps["il"]
+        own = sum(1 for _ in open(run / "ckpt" / "iwm-within-stage1-s0" / "loss.jsonl"))
+        assert own == steps["il"] // 2 and own + steps["iwm-within"] == steps["il"]
     assert (run / "rl" / "curves.png").exists() and (run / "rl" / "sr-s0" / "curve.jsonl").exists()
     before = (run / "expert.jsonl").stat().st_mtime
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -73,15 +73,15 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     # a folder of results without its checkpoints (committed, then cloned) resumes without retraining
     import shutil
 
-    # (resumed with other ARMS, as a study is continued arm by arm: the table against IL-matched is
-    # still rebuilt, from the IL-matched evaluations already in the folder)
+    # (resumed with other ARMS, as a study is continued arm by arm: the table against IL-long is
+    # still rebuilt, from the IL-long evaluations already in the folder)
     shutil.rmtree(run / "ckpt")
-    (run / "results-vs-il-matched.jsonl").unlink()
+    (run / "results-vs-il-long.jsonl").unlink()
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**env, "ARMS": "il iwm"}, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     last = (run / "stage_times.tsv").read_text().split("\n# ")[-1].split("\n")[1:]
     assert [t.split("\t")[0] for t in last if t] == ["total"] and not (run / "ckpt").exists()
-    assert common.read_jsonl(run / "results-vs-il-matched.jsonl") == vs
+    assert common.read_jsonl(run / "results-vs-il-long.jsonl") == vs
     # resumed on a machine where the dtype differs, an arm of seed 0 still to train stops before training:
     # one clear line, nothing trained (a seed's arms are compared episode by episode, in one dtype)
     args = run / "eval" / "il" / "s0" / "args.json"
@@ -192,3 +192,34 @@ def test_a_dry_run_says_what_is_left_of_a_run_resumed_over_sittings(tmp_path):
     assert r.returncode == 0 and r.stdout.splitlines()[-1] == "left: seed 0: il iwm sr (its evaluations ran in: bf16)", \
         r.stdout[-2000:] + r.stderr[-2000:]
     assert sorted(p.name for p in run.iterdir()) == ["eval"]  # a dry run writes nothing
+
+
+def test_study2_reads_the_budget_the_arms_get(tmp_path):
+    """SMOKE=1 STUDY2=1: a constant-schedule sweep whose checkpoint at the budget is IL's seed-0 arm
+    (copied, not retrained), IL-long continued from IL (its first B steps are IL's), no reflections
+    without an SR arm, and the game-level table."""
+    from safetensors.torch import load_file
+
+    run = tmp_path / "study2"
+    env = {**os.environ, "SMOKE": "1", "STUDY2": "1", "RUN": str(run), "RL": "0", "MAPPED": "0"}
+    dry = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**env, "DRY_RUN": "1"}, capture_output=True, text=True, timeout=60)
+    settings = dict(line.split("=", 1) for line in dry.stdout.splitlines() if "=" in line)
+    assert settings["SCHEDULE"] == "constant" and settings["BUDGET"] == "sweep" and settings["ARMS"] == "il il-long iwm"
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    budget = json.loads((run / "budget.json").read_text())
+    b = budget["steps"]
+    point = run / "ckpt" / "sweep-steps" / f"step-{b:05d}"
+    point = point if point.exists() else run / "ckpt" / "sweep"
+    il, sweep = load_file(str(run / "ckpt" / "il-s0" / "adapter_model.safetensors")), load_file(str(point / "adapter_model.safetensors"))
+    assert il.keys() == sweep.keys() and all((il[k] == sweep[k]).all() for k in il)
+    assert json.loads((point / "args.json").read_text())["schedule"] == "constant"
+    il_log = common.read_jsonl(run / "ckpt" / "il-s0" / "loss.jsonl")
+    long_log = common.read_jsonl(run / "ckpt" / "il-long-s0" / "loss.jsonl")
+    stage1 = sum(1 for _ in open(run / "ckpt" / "iwm-stage1-s0" / "loss.jsonl"))
+    assert len(il_log) == b and len(long_log) == b + stage1 and long_log[:b] == il_log
+    assert json.loads((run / "ckpt" / "il-long-s0" / "args.json").read_text())["continue_from"].endswith("il-s0/state.pt")
+    assert not (run / "reflect.jsonl").exists()  # no SR arm: no reflections
+    rows = common.read_jsonl(run / "results.jsonl")
+    assert {x["method"] for x in rows} == {"prompt-mapped", "il", "il-long", "iwm"}
+    assert all("games_vs_il" in x for x in rows if x["method"] != "il")
