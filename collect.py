@@ -18,6 +18,11 @@ Where alternatives come from (the paper's appendix uses both, for different meth
               the policy really makes, with the game's error texts ("Unknown action", "You can't ...")
               as targets. A small policy fails mostly by repeating invalid moves, which uniform valid
               alternatives never show.
+  --consequential  every valid action of the state, executed, kept when it can decide the game (it
+              ends the game, changes the score, or the env names it: source "consequential"). Uniform
+              draws rarely hit the decisive move (the wrong cooking appliance, which ends the game);
+              iwm.py --targeted builds world-model data aimed at these dynamics.
+A branch that ends the game records how ("ends": "won" or "lost").
 Branching puts the env back into s_i (snapshot/restore; reset + replay for TextWorldExpress) and
 checks, for every branch, that the restored state text equals the expert state's text.
 
@@ -56,6 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--k-sr", type=common.at_least(0), default=3, help="policy-sampled alternatives per expert state (reflection)")
     p.add_argument("--k-proposals", type=common.at_least(0), default=0,
                    help="policy proposals per expert state executed as written, invalid ones kept (world modelling)")
+    p.add_argument("--consequential", action="store_true",
+                   help="also execute every valid action at each expert state and keep those that can decide the game "
+                        "(end it, change its score, or named by the env): source \"consequential\", for iwm.py --targeted")
     p.add_argument("--model", default=models.EMBEDDED, help="the initial policy that proposes alternatives")
     p.add_argument("--temperature", type=common.at_least(0, float), default=1.0, help="sampling temperature of policy proposals")
     p.add_argument("--top-k", type=common.at_least(0), default=0, help="sample only from the K likeliest tokens (0 = off: the full distribution)")
@@ -84,7 +92,8 @@ def play_expert(env, task: dict) -> list[dict]:
         snap = env.snapshot()
         obs, reward, done = env.step(action)
         steps.append({"step": i, "state": state, "action": action, "next_state": obs,
-                      "reward": reward, "done": done, "snapshot": snap})
+                      "reward": reward, "done": done, "snapshot": snap,
+                      **({"ends": "won" if env.success() else "lost"} if done else {})})
         if done:
             break
     return steps if env.success() else []
@@ -129,7 +138,26 @@ def branch(env, snap, state: str, action: str) -> dict:
     if env.deterministic(snap[0]) and not env.same_state(prompts.state_text(env.view()), state):
         raise RuntimeError(f"restored state differs from the expert state at {snap[0]['task_id']}")
     obs, reward, done = env.step(action)
-    return {"action": action, "next_state": obs, "reward": reward, "done": done}
+    out = {"action": action, "next_state": obs, "reward": reward, "done": done}
+    if done:  # how the move ended the game: what a world model should learn that this move does
+        out["ends"] = "won" if env.success() else "lost"
+    return out
+
+
+def consequential_alternatives(env, snap, state: str, expert: str) -> list[dict]:
+    """Every valid action of the expert state, other than the expert's, whose outcome can decide the
+    game: one the env names (envs/base.py consequential), or one that, executed, ends the game or
+    changes its score. Found by executing them all (uniform draws rarely hit them: a cook move is 1 of
+    ~26 valid actions, and the wrong appliance, which ends the game, is what decides most lost games)."""
+    env.restore(snap)
+    before, valid = env.score(), [a for a in env.valid_actions() if a != expert]
+    kept = []
+    for a in valid:
+        out = branch(env, snap, state, a)
+        change = env.score() - before
+        if env.consequential(a) or out["done"] or abs(change) > 1e-9:
+            kept.append({**out, "source": "consequential", "score_change": round(change, 4)})
+    return kept
 
 
 def collect_chunk(env, chunk: list[dict], index: int, args, model, tok, env_name: str):
@@ -170,11 +198,14 @@ def collect_chunk(env, chunk: list[dict], index: int, args, model, tok, env_name
             env.restore(s["snapshot"])
             valid = env.is_valid(a)  # judged in the expert state, before the step
             alts.append({**branch(env, s["snapshot"], s["state"], a), "source": "proposal", "valid": valid})
+        if args.consequential:
+            alts += consequential_alternatives(env, s["snapshot"], s["state"], s["action"])
         n_branches += len(alts)
         rollout_rows.append({"id": rid, "env": env_name, "task_id": task["task_id"], "step": s["step"],
                              "state": s["state"],
                              "expert": {"action": s["action"], "next_state": s["next_state"],
-                                        "reward": s["reward"], "done": s["done"]},
+                                        "reward": s["reward"], "done": s["done"],
+                                        **({"ends": s["ends"]} if "ends" in s else {})},
                              "alternatives": alts})
     skipped = sum(1 for _, steps in trajectories if not steps)
     return expert_rows, rollout_rows, {"branches": n_branches, "replaced": n_replaced, "skipped": skipped}

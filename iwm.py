@@ -42,6 +42,11 @@ def parse_args(argv=None):
     p.add_argument("--k", type=common.at_least(0), default=0, help="use at most K alternatives per state (0 = all collected)")
     p.add_argument("--max-words", type=common.at_least(1), default=40, help="cut each target observation to this many words")
     p.add_argument("--ratio", type=common.at_least(0, float), default=0, help="keep at most RATIO x (expert examples); 0 = keep all")
+    p.add_argument("--targeted", action="store_true",
+                   help="world-model data aimed at the dynamics that decide the game (targeted_examples): as many "
+                        "examples as the --sources selection gives, needs collect.py --consequential")
+    p.add_argument("--repeat-cap", type=common.at_least(0, float, high=1), default=0.05,
+                   help="--targeted: at most this share of the examples may have one and the same target text")
     p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed (sub-sampling)")
     p.add_argument("--out", default=None, help="output file (default RUN/iwm.jsonl)")
     return p.parse_args(argv)
@@ -66,11 +71,70 @@ def build_examples(rollouts: list[dict], sources, k: int, max_words: int) -> lis
     return examples
 
 
+def targeted_examples(rollouts: list[dict], sources, k: int, max_words: int, repeat_cap: float,
+                      seed: int) -> list[dict]:
+    """World-model data aimed at what decides the game, exactly as many examples as the paper's data
+    (build_examples on the same rollouts and --sources), so that one epoch of it is the same number of
+    steps W and the arms it is compared with stay the exact control. In order of priority:
+      1. every expert transition (as in the paper's data);
+      2. every consequential transition (collect.py --consequential: each valid move that ends the
+         game, changes its score, or that the env names), with how it ends written after the
+         observation when it ends the game ("(The game ends: lost.)");
+      3. the paper's alternatives to fill the rest, drawn at random (seeded), where no target text
+         may fill more than --repeat-cap of the examples: the paper's data repeats one error text
+         ("Unknown action ...") in up to 40% of them, and a constant target teaches nothing (when the
+         cap leaves too few, the rest is filled in the same random order without it).
+    Nothing here knows the game: "consequential" and "ends" come from executing the moves."""
+    size = len(build_examples(rollouts, sources, k, max_words))
+    rng = random.Random(seed)
+    cap = max(1, int(repeat_cap * size))
+    chosen, count, spare = [], {}, []
+
+    def add(row, j, action, nxt, source, ends=None, capped=False) -> bool:
+        target = prompts.squash(nxt, max_words)
+        if capped and count.get(target, 0) >= cap:
+            return False
+        count[target] = count.get(target, 0) + 1
+        chosen.append({"id": f"{row['id']}/{j}",
+                       "messages": prompts.world_model_messages(row["state"], action, nxt, max_words, ends),
+                       "meta": {"task_id": row["task_id"], "step": row["step"], "source": source,
+                                **({"ends": ends} if ends else {})}})
+        return True
+
+    consequential = 0
+    for row in rollouts:
+        add(row, 0, row["expert"]["action"], row["expert"]["next_state"], "expert", row["expert"].get("ends"))
+        for j, a in enumerate(row["alternatives"], 1):
+            if a["source"] == "consequential":
+                consequential += add(row, j, a["action"], a["next_state"], "consequential", a.get("ends"))
+            elif a["source"] in sources:
+                spare.append((row, j, a))
+    if not consequential:
+        raise common.UserError("no consequential transitions in rollouts.jsonl: collect with collect.py --consequential")
+    if len(chosen) > size:  # more decisive moves than the budget holds: a seeded sample of them
+        keep = sorted(rng.sample(range(len(chosen)), size))
+        return [chosen[i] for i in keep]
+    rng.shuffle(spare)
+    left = []
+    for row, j, a in spare:
+        if len(chosen) < size and not add(row, j, a["action"], a["next_state"], a["source"], a.get("ends"), capped=True):
+            left.append((row, j, a))
+    for row, j, a in left[: size - len(chosen)]:
+        add(row, j, a["action"], a["next_state"], a["source"], a.get("ends"))
+    if len(chosen) < size:  # fewer transitions in all than the paper's selection: cannot happen with its sources
+        raise common.UserError(f"--targeted: {len(chosen)} transitions in all, the paper's data has {size}")
+    order = {row["id"]: i for i, row in enumerate(rollouts)}  # back in state order, the file's order
+    return sorted(chosen, key=lambda e: (order[e["id"].rsplit("/", 1)[0]], int(e["id"].rsplit("/", 1)[1])))
+
+
 def main(argv=None):
     args = parse_args(argv)
     run = Path(args.run)
     rows = common.read_jsonl(run / "rollouts.jsonl", require=common.ROLLOUT)
-    examples = build_examples(rows, args.sources, args.k, args.max_words)
+    if args.targeted:
+        examples = targeted_examples(rows, args.sources, args.k, args.max_words, args.repeat_cap, args.seed)
+    else:
+        examples = build_examples(rows, args.sources, args.k, args.max_words)
     if args.ratio > 0:
         cap = int(args.ratio * len(common.read_jsonl(run / "expert.jsonl")))
         if len(examples) > cap:

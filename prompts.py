@@ -71,14 +71,21 @@ def action_answer(action: str, thought: str | None = None) -> str:
     return (f"Thought: {thought}\n" if thought else "") + f"Action: {action}"
 
 
-def world_model_messages(state: str, action: str, next_obs: str | None = None, max_words: int = 40) -> list[dict]:
+def world_model_messages(state: str, action: str, next_obs: str | None = None, max_words: int = 40,
+                         ends: str | None = None) -> list[dict]:
     """Implicit world modelling example (paper 4.2, Eq. 3): (s, a) -> s'. Its own system prompt and an
-    `Observation:` target keep it apart from the policy's `Action:` answers."""
+    `Observation:` target keep it apart from the policy's `Action:` answers. ends ("won" / "lost"):
+    the move ended the game, said after the observation (iwm.py --targeted): a losing move's text can
+    read like a good one's ("You roast the chicken wing with the oven.")."""
     msgs = [{"role": "system", "content": WORLD_MODEL_SYSTEM},
             {"role": "user", "content": f"{state}\nAction: {action}"}]
     if next_obs is not None:
-        msgs.append({"role": "assistant", "content": f"Observation: {squash(next_obs, max_words)}"})
+        outcome = f" {GAME_ENDS.format(ends)}" if ends else ""
+        msgs.append({"role": "assistant", "content": f"Observation: {squash(next_obs, max_words)}{outcome}"})
     return msgs
+
+
+GAME_ENDS = "(The game ends: {}.)"
 
 
 def reflection_messages(state: str, action: str, outcome: str, alternatives: list[tuple[str, str]],

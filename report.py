@@ -107,7 +107,7 @@ def paired(a: dict, b: dict) -> tuple[int, int]:
     return wins, losses
 
 
-METHOD_ORDER = ("prompt", "il", "il-long", "iwm", "iwm-within", "iwm-mix", "sr", "rl-il", "rl-iwm", "rl-sr")
+METHOD_ORDER = ("prompt", "il", "il-long", "iwm", "iwm-targeted", "iwm-within", "iwm-mix", "sr", "rl-il", "rl-iwm", "rl-sr")
 
 
 def game_comparison(a: dict, b: dict) -> dict:

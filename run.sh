@@ -25,8 +25,8 @@ if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every sta
 fi
 if [[ "${STUDY2:-0}" == 1 ]]; then  # the study, v2 (docs/study.md): a budget that transfers, 200 + 200 games per seed
   : "${RUN:=runs/study2}" "${BUDGET:=sweep}" "${SCHEDULE:=constant}" "${WARMUP_STEPS:=16}" "${SEEDS:=0 1 2}"
-  : "${ARMS:=il il-long iwm}" "${EPISODES:=200}" "${EVAL_BATCH:=50}" "${TASKS:=64}" "${K_PROP:=2}" "${MICRO_BATCH:=4}"
-  : "${DEV_EPISODES:=100}" "${PROMPT_MODES:=mapped}"
+  : "${ARMS:=il il-long iwm iwm-targeted}" "${EPISODES:=200}" "${EVAL_BATCH:=50}" "${TASKS:=64}" "${K_PROP:=2}"
+  : "${MICRO_BATCH:=4}" "${DEV_EPISODES:=100}" "${PROMPT_MODES:=mapped}" "${CONSEQUENTIAL:=1}"
 fi
 if [[ "${STUDY:-0}" == 1 ]]; then  # the paper's protocol (docs/study.md): 64 games, budget chosen on dev, 6 arms x 3 seeds
   : "${RUN:=runs/study}" "${BUDGET:=sweep}" "${SEEDS:=0 1 2}" "${ARMS:=il il-long iwm iwm-within iwm-mix sr}"
@@ -57,7 +57,7 @@ K_IWM=${K_IWM:-2}                  # uniform valid alternatives per expert state
 K_SR=${K_SR:-2}                    # policy-sampled alternatives per expert state, for reflection (default run: 1)
 EPOCHS=${EPOCHS:-2}                # the imitation budget when it is not swept here (BUDGET=epochs; default run: 2 = 118 steps)
 SEEDS=${SEEDS:-0}                  # training seeds; the table gives mean ± 95% interval over them
-ARMS=${ARMS:-il iwm sr}            # methods: il il-long iwm iwm-within iwm-mix sr
+ARMS=${ARMS:-il iwm sr}            # methods: il il-long iwm iwm-targeted iwm-within iwm-mix sr
 EPISODES=${EPISODES:-20}           # evaluation episodes per split, method and seed
 SPLITS=${SPLITS:-test ood}         # evaluation splits: test = in domain, ood = out of domain (default run: test)
 
@@ -69,6 +69,7 @@ SCHEDULE=${SCHEDULE:-cosine}       # learning rate: cosine, or constant after wa
 WARMUP_STEPS=${WARMUP_STEPS:-}     # warm-up in steps (empty: 5% of each run with cosine, 0 with constant)
 DEV_EPISODES=${DEV_EPISODES:-50}   # ... each read on this many dev episodes
 K_PROP=${K_PROP:-0}                # the policy's own proposals per state, executed as written (invalid kept), for world modelling
+CONSEQUENTIAL=${CONSEQUENTIAL:-0}  # 1: also every valid move that can decide the game, executed (collect.py --consequential; iwm-targeted)
 PROMPT_MODES=${PROMPT_MODES:-raw mapped}  # the untuned baseline's rows: raw answers, and/or mapped to the closest valid action
 BATCH=${BATCH:-8}                  # examples per optimizer step (default run: 4)
 LR=${LR:-2e-4}                     # LoRA learning rate (default run: 1e-3)
@@ -99,7 +100,7 @@ if [[ -z $ACTION_TOKENS ]]; then ACTION_TOKENS=24; [[ $ENV == bfcl* ]] && ACTION
 if [[ -z $MICRO_BATCH ]]; then MICRO_BATCH=0; [[ $ENV == bfcl* || $ENV == textcraft* ]] && MICRO_BATCH=2; fi
 # The resolved setting, printed, and appended to $RUN/run_settings.txt (one block per invocation).
 # DRY_RUN=1 prints it and stops: what a command line will run, before it runs.
-settings() { local v; for v in ENV MODEL RUN TASKS K_IWM K_SR K_PROP EPOCHS BUDGET SCHEDULE WARMUP_STEPS LR BATCH MICRO_BATCH SEEDS ARMS \
+settings() { local v; for v in ENV MODEL RUN TASKS K_IWM K_SR K_PROP CONSEQUENTIAL EPOCHS BUDGET SCHEDULE WARMUP_STEPS LR BATCH MICRO_BATCH SEEDS ARMS \
   EPISODES SPLITS EVAL_BATCH PROMPT_MODES MAPPED RL THREADS DTYPE; do printf '%s=%s\n' "$v" "${!v}"; done; }
 for m in $PROMPT_MODES; do [[ $m == raw || $m == mapped ]] || { echo "run.sh: PROMPT_MODES=$PROMPT_MODES: each word must be raw or mapped" >&2; exit 2; }; done
 for sp in $SPLITS; do [[ $sp == test || $sp == ood ]] || { echo "run.sh: SPLITS=$SPLITS: each word must be test or ood" >&2; exit 2; }; done
@@ -164,8 +165,10 @@ fi
 #    (+ K_PROP as-written policy) alternatives executed one step. -> expert.jsonl, rollouts.jsonl.
 #    2 min in the default run (2 cores, docs/results.md "The default run").
 stage "1/7 collect"
+CONSEQ_FLAG=(); if [[ $CONSEQUENTIAL == 1 ]]; then CONSEQ_FLAG=(--consequential); fi
 [[ -f $RUN/collect_stats.json ]] || timed collect python collect.py --env "$ENV" --split train --tasks "$TASKS" \
-  --k-iwm "$K_IWM" --k-sr "$K_SR" --k-proposals "$K_PROP" --model "$MODEL" --max-new-tokens "$ACTION_TOKENS" \
+  --k-iwm "$K_IWM" --k-sr "$K_SR" --k-proposals "$K_PROP" "${CONSEQ_FLAG[@]}" \
+  --model "$MODEL" --max-new-tokens "$ACTION_TOKENS" \
   --threads "$THREADS" --dtype "$DTYPE" --out "$RUN"
 
 # 2. The imitation budget (the paper's protocol), -> budget.json, read by every arm below.
@@ -198,6 +201,9 @@ il_epochs=$(json "$RUN/budget.json" epochs)    # the same budget in epochs over 
 # 3. World-model data (paper 4.2): (state, action) -> next observation examples. -> iwm.jsonl. Seconds.
 stage "3/7 iwm data"
 [[ -f $RUN/iwm.jsonl ]] || timed iwm python iwm.py --run "$RUN"
+# the same number of examples aimed at the moves that decide the game (iwm.py --targeted), for iwm-targeted
+! has iwm-targeted || [[ -f $RUN/iwm-targeted.jsonl ]] || timed "iwm targeted" python iwm.py --run "$RUN" --targeted \
+  --out "$RUN/iwm-targeted.jsonl"
 
 # 4. Reflections (paper 4.3): the untuned model explains why the expert's move beats its own
 #    alternatives. -> reflect.jsonl. 4.5 min in the default run.
@@ -216,6 +222,7 @@ if command -v flock > /dev/null; then flock -u 9; fi; exec 9>&-  # stages 1-4 do
 #    iwm          one epoch of world modelling, then the full imitation budget ("full" reading)
 #    iwm-within  stage 1 + stage 2 = the budget ("matched" reading); when one world-model epoch
 #                 alone exceeds the budget, half and half
+#    iwm-targeted as iwm, stage 1 on iwm-targeted.jsonl (as many examples, aimed at the decisive moves)
 #    iwm-mix      world-model and imitation examples shuffled together in ONE stage, as many steps as
 #                 iwm (stage 1 + budget): tells whether the order of the two stages is what costs
 #    il-long   imitation for as many steps as iwm, so no arm wins on compute
@@ -262,9 +269,12 @@ train_arm() {
         train "$C/iwm-within-s$seed" --init "$C/iwm-within-stage1-s$seed" --data "$RUN/expert.jsonl" \
           --steps $(( il_steps > 1 ? il_steps - w : 1 )) --seed "$seed"
       fi ;;
+    iwm-targeted)  # as iwm, its world-model stage on the targeted data: the same W steps, other examples
+         train "$C/iwm-targeted-stage1-s$seed" --data "$RUN/iwm-targeted.jsonl" --steps "$s1" --seed "$seed"
+         train "$C/iwm-targeted-s$seed" --init "$C/iwm-targeted-stage1-s$seed" --data "$RUN/expert.jsonl" --steps "$il_steps" --seed "$seed" ;;
     iwm-mix) train "$C/iwm-mix-s$seed" --data "$RUN/iwm.jsonl" "$RUN/expert.jsonl" --steps $(( il_steps + s1 )) --seed "$seed" ;;
     sr) train "$C/sr-s$seed" --data "$RUN/expert.jsonl" "$RUN/reflect.jsonl" --epochs "$il_epochs" --seed "$seed" ;;
-    *) echo "unknown arm $arm (choose from: il il-long iwm iwm-within iwm-mix sr)" >&2; exit 2 ;;
+    *) echo "unknown arm $arm (choose from: il il-long iwm iwm-targeted iwm-within iwm-mix sr)" >&2; exit 2 ;;
   esac
 }
 [[ " $PROMPT_MODES " != *" raw "* ]] || ev "$RUN/eval/prompt/s0" --model "$MODEL" --label prompt

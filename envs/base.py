@@ -120,6 +120,12 @@ class TextEnv:
         pool = [a for a in self.valid_actions() if a not in exclude]
         return rng.sample(pool, min(k, len(pool)))
 
+    def consequential(self, action: str) -> bool:
+        """Whether a valid action can decide the game even when executing it one step shows no sign
+        of it (no end, no score change). collect.py --consequential keeps such moves, and every move
+        that ends the game or changes its score; an env whose decisive moves always show needs nothing here."""
+        return False
+
     def deterministic(self, task: dict) -> bool:
         """Whether replaying an action prefix always gives the same state (collect.py checks it)."""
         return True

@@ -57,9 +57,11 @@ def test_the_readme_headline_says_what_the_tables_say(rebuilt):
             assert solved_cell.startswith(f"{solved}/{r['episodes']}"), (method, split, solved_cell)
             if method != "prompt-mapped":
                 assert cells[2] == str(len(r["seeds"])), (method, "seeds", cells[2])
-            if "paired_vs_il" in r:
-                pv = r["paired_vs_il"]
-                assert paired_cell == f"+{pv['wins']} / -{pv['losses']} (p {report.pvalue(pv['p'])})", (method, split)
+            if "games_vs_il" in r:  # the game as the unit: difference [95%, resampling games] (sign-flip p)
+                g = r["games_vs_il"]
+                lo, hi = g["ci95"]
+                assert paired_cell == (f"{100 * g['diff']:+.1f} [{100 * lo:+.0f}, {100 * hi:+.0f}] "
+                                       f"(p {report.pvalue(g['p'])})"), (method, split, paired_cell)
             else:
                 assert paired_cell == "", (method, split, paired_cell)
             # "(x%; IL y)": IL's rate on this arm's own seeds
