@@ -43,7 +43,7 @@ fi
 # 50 dev games; 2 epochs (118 steps) solve 21 of 50 dev games where 1.2 epochs solve 16. One
 # alternative of each kind per state, and the in-domain split only (SPLITS="test ood" adds the other),
 # keep the run near 45 min on 2 cores. Other envs and models, and the presets, keep the generic defaults below.
-if [[ ${SMOKE:-0} != 1 && ${STUDY:-0} != 1 && ${ENV:-twx-cooking} == twx-cooking && ${MODEL:-smollm2-135m} == smollm2-135m ]]; then
+if [[ ${SMOKE:-0} != 1 && ${STUDY:-0} != 1 && ${STUDY2:-0} != 1 && ${ENV:-twx-cooking} == twx-cooking && ${MODEL:-smollm2-135m} == smollm2-135m ]]; then
   : "${TASKS:=24}" "${K_IWM:=1}" "${K_SR:=1}" "${LR:=1e-3}" "${BATCH:=4}" "${EPOCHS:=2}" "${PROMPT_MODES:=mapped}"
   : "${SPLITS:=test}"
 fi
