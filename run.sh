@@ -5,6 +5,8 @@
 #   bash run.sh                      # embedded SmolLM2-135M on twx-cooking, 2 CPU cores (README, "The default run")
 #   FIXED16=1 bash run.sh            # the earlier 16-game setting (docs/results.md: the fixed-budget comparison, RL)
 #   STUDY=1 bash run.sh              # the study: budget chosen on dev, every arm, 3 seeds (docs/study.md; days on 2 cores)
+#   STUDY2=1 bash run.sh             # the study v2: a budget that transfers, 200 + 200 games a seed, targeted IWM
+#   SCARCE=1 bash run.sh             # v2's protocol with scarce expert data: 16 games, K = 8 (docs/study.md)
 #   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
 #   ENV=bfcl TASKS=8 EPISODES=10 RUN=runs/bfcl bash run.sh    # BFCL (docs/environments.md)
 #
@@ -19,14 +21,19 @@ cd "$(dirname "$0")"
 if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every stage runs end to end
   : "${MODEL:=tiny-random}" "${RUN:=runs/smoke}" "${TASKS:=3}" "${EPISODES:=3}" "${EVAL_BATCH:=3}" "${MAX_STEPS:=3}"
   : "${EPOCHS:=1}" "${RL:=1}" "${RL_UPDATES:=1}"
-  [[ ${STUDY2:-0} == 1 ]] || : "${ARMS:=il il-long iwm iwm-within iwm-mix sr}"  # STUDY2 keeps its own arms
-  : "${RL_GROUP:=2}" "${RL_TASKS:=1}" "${MAPPED:=1}" "${K_PROP:=1}" "${SWEEP_EPOCHS:=2}" "${SWEEP_EVERY:=2}"
+  # the v2 presets (STUDY2, SCARCE) keep their own arms and alternatives
+  [[ ${STUDY2:-0} == 1 || ${SCARCE:-0} == 1 ]] || : "${ARMS:=il il-long iwm iwm-within iwm-mix sr}" "${K_PROP:=1}"
+  : "${RL_GROUP:=2}" "${RL_TASKS:=1}" "${MAPPED:=1}" "${SWEEP_EPOCHS:=2}" "${SWEEP_EVERY:=2}"
   : "${DEV_EPISODES:=2}" "${SEEDS:=0}"
+fi
+if [[ "${SCARCE:-0}" == 1 ]]; then  # scarce expert data (docs/study.md): 16 games, K = 8 uniform alternatives, v2's protocol
+  : "${RUN:=runs/scarce}" "${TASKS:=16}" "${K_IWM:=8}" "${K_SR:=0}" "${K_PROP:=0}" "${SWEEP_EPOCHS:=12}"
+  STUDY2=1
 fi
 if [[ "${STUDY2:-0}" == 1 ]]; then  # the study, v2 (docs/study.md): a budget that transfers, 200 + 200 games per seed
   : "${RUN:=runs/study2}" "${BUDGET:=sweep}" "${SCHEDULE:=constant}" "${WARMUP_STEPS:=16}" "${SEEDS:=0 1 2}"
   : "${ARMS:=il il-long iwm iwm-targeted}" "${EPISODES:=200}" "${EVAL_BATCH:=50}" "${TASKS:=64}" "${K_PROP:=2}"
-  : "${MICRO_BATCH:=4}" "${DEV_EPISODES:=100}" "${PROMPT_MODES:=mapped}" "${CONSEQUENTIAL:=1}"
+  : "${MICRO_BATCH:=4}" "${DEV_EPISODES:=100}" "${PROMPT_MODES:=mapped}" "${CONSEQUENTIAL:=1}" "${RL_ARMS:=il iwm}"
 fi
 if [[ "${STUDY:-0}" == 1 ]]; then  # the paper's protocol (docs/study.md): 64 games, budget chosen on dev, 6 arms x 3 seeds
   : "${RUN:=runs/study}" "${BUDGET:=sweep}" "${SEEDS:=0 1 2}" "${ARMS:=il il-long iwm iwm-within iwm-mix sr}"

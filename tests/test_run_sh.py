@@ -223,3 +223,35 @@ def test_study2_reads_the_budget_the_arms_get(tmp_path):
     rows = common.read_jsonl(run / "results.jsonl")
     assert {x["method"] for x in rows} == {"prompt-mapped", "il", "il-long", "iwm"}
     assert all("games_vs_il" in x for x in rows if x["method"] != "il")
+
+
+def test_scarce_preset_resolves_and_runs_end_to_end(tmp_path):
+    """SCARCE=1: 16 games, K = 8 uniform alternatives per expert state and no policy proposals (no
+    constant error targets), v2's protocol; SMOKE=1 SCARCE=1 runs it end to end, and its world-model
+    file holds every state's 8 alternatives (fewer only where fewer moves are valid) without duplicates."""
+    dry = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**os.environ, "SCARCE": "1", "DRY_RUN": "1"},
+                         capture_output=True, text=True, timeout=60)
+    s = dict(line.split("=", 1) for line in dry.stdout.splitlines() if "=" in line)
+    assert (s["TASKS"], s["K_IWM"], s["K_SR"], s["K_PROP"], s["SCHEDULE"], s["BUDGET"], s["EPISODES"]) == \
+        ("16", "8", "0", "0", "constant", "sweep", "200")
+    assert s["ARMS"] == "il il-long iwm iwm-targeted" and s["CONSEQUENTIAL"] == "1" and s["RUN"] == "runs/scarce"
+    run = tmp_path / "scarce"
+    env = {**os.environ, "SMOKE": "1", "SCARCE": "1", "RUN": str(run), "RL": "0", "MAPPED": "0"}
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rollouts = common.read_jsonl(run / "rollouts.jsonl")
+    examples = common.read_jsonl(run / "iwm.jsonl")
+    assert {e["meta"]["source"] for e in examples} == {"valid", "expert"}
+    per_state = {}
+    for e in examples:
+        per_state.setdefault((e["meta"]["task_id"], e["meta"]["step"]), []).append(e["messages"][1]["content"])
+    for row in rollouts:
+        valid = [a for a in row["alternatives"] if a["source"] == "valid"]
+        offered = row["state"].rsplit("Valid actions: ", 1)[1].strip().split(", ")
+        assert len(valid) == min(8, len(offered) - 1)  # every state: 8, or all there are besides the expert's
+        got = per_state[(row["task_id"], row["step"])]
+        assert len(got) == len(valid) + 1 and len(set(got)) == len(got)  # no duplicate (state, action)
+    assert sum(len(v) for v in per_state.values()) == len(examples)
+    assert sum(len(v) == 9 for v in per_state.values()) >= len(per_state) // 2
+    assert (run / "iwm-targeted.jsonl").exists() and len(common.read_jsonl(run / "iwm-targeted.jsonl")) == len(examples)
+    assert {x["method"] for x in common.read_jsonl(run / "results.jsonl")} >= {"il", "il-long", "iwm", "iwm-targeted"}
