@@ -19,7 +19,9 @@ so far add up to more learning rate than a fresh 308-step run gives (217 against
 steps). Sweep with `train.py --schedule constant` (run.sh STUDY2=1): each checkpoint then *is* a run
 of its length (tests/test_train.py), so the arms trained for the chosen budget are the policy the
 rule read, and the sweep's checkpoint at the budget serves as IL's seed-0 arm. budget.json records
-the sweep's schedule; a cosine sweep's budget is marked as not transferring.
+the sweep's schedule; a cosine sweep's budget is marked as not transferring (in the first study a
+fresh 308-step run happened to read like the sweep's point on dev, 34 and 36 of 50 games:
+docs/study.md, "Diagnosis").
 
 Inputs:  --ckpt DIR: a train.py run with --save-every (DIR-steps/step-NNNNN/ and the final DIR)
 Outputs: --out (default DIR/../budget.json): {"steps", "epochs", "steps_per_epoch", "rule", "still_rising",
