@@ -215,6 +215,15 @@ def save_resume_point(path, args, keys: tuple, state: dict) -> None:
     write_atomic_with(path, lambda tmp: torch.save(state, tmp))
 
 
+def remove_stale_temps(path) -> None:
+    """Temporary files of an atomic write of PATH that a kill left behind (.NAME.XXXXXXXX, see
+    write_atomic_with). Call it holding the output's lock (lock_output): no other writer is at work."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{path.name}.*"):
+        if tmp.is_file() and len(tmp.name) == len(path.name) + 10:
+            tmp.unlink(missing_ok=True)
+
+
 def load_resume_point(path, args, keys: tuple, what: str = "an interrupted run") -> dict | None:
     """The state an interrupted run of the same setting left at PATH, or None for a fresh run. A
     resume point of another setting is refused (one line), never silently continued."""
@@ -223,7 +232,13 @@ def load_resume_point(path, args, keys: tuple, what: str = "an interrupted run")
     path = Path(path)
     if not path.exists():
         return None
-    state = torch.load(path, weights_only=False)
+    try:
+        state = torch.load(path, weights_only=False)
+        if not isinstance(state, dict) or not isinstance(state.get("setting"), dict):
+            raise ValueError("not a resume point")
+    except Exception as e:  # cut short, overwritten, not ours: refused by name, never half-read
+        raise UserError(f"{path}: damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                        "delete it to start that run over") from None
     now = {k: getattr(args, k) for k in keys}
     diff = [k for k in now if state["setting"].get(k) != now[k]]
     if diff:

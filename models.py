@@ -350,6 +350,8 @@ def load_model(name: str, *, dtype: str | None = "auto", device: str | None = No
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
     path = Path(name)
+    if (path.parent / f".{path.name}.old").exists():  # a checkpoint swap a kill interrupted
+        recover_checkpoint(path)
     adapter = path / "adapter_config.json"
     if path.is_dir() and adapter.exists():
         from peft import PeftModel
@@ -445,12 +447,47 @@ def _load_tokenizer(path, **kwargs):
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
+def recover_checkpoint(out: Path) -> None:
+    """Finish or roll back a checkpoint swap that a kill interrupted (save_checkpoint's order: the new
+    folder is written aside, the old one renamed to .NAME.old, the new one renamed in, the old one
+    deleted): with OUT missing and .NAME.old there, the old checkpoint goes back; with both there,
+    the swap was done and .NAME.old goes. Temporary folders of an unfinished write (.NAME.XXXX) go
+    too. Called before a checkpoint is written or loaded: at every instant one complete checkpoint
+    exists, the old or the new."""
+    out = Path(out)
+    old = out.parent / f".{out.name}.old"
+    if old.exists():
+        if out.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, out)
+    for tmp in out.parent.glob(f".{out.name}.*"):
+        if tmp.is_dir() and tmp.name != old.name and len(tmp.name) == len(out.name) + 10:  # mkdtemp's 8 characters
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path, adapter: str | None = None) -> None:
-    """Write to a temporary folder, then rename: never a half-written checkpoint. adapter: the one
+    """Write to a temporary folder, then swap it in so that a complete checkpoint exists at every
+    instant (recover_checkpoint finishes a swap a kill interrupted); a full disk or an error while
+    writing leaves the previous checkpoint as it was and no temporary folder. adapter: the one
     LoRA adapter to save when the model holds several (rl.py's "rl" over a frozen start adapter)."""
+    recover_checkpoint(out)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        _write_checkpoint(model, tok, args, base_name, log, tmp, adapter)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.parent / f".{out.name}.old"
+    if out.exists():
+        os.replace(out, old)  # from here until the next rename, the old checkpoint is .NAME.old
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_checkpoint(model, tok, args, base_name: str, log: list[dict], tmp: Path, adapter: str | None) -> None:
     import modelcard
 
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     # the base by the name this repository resolves on any machine (smollm2-135m, tiny-random, a Hub id,
     # the folder as given): never the converted folder in one machine's cache. Plain peft resolves a Hub
     # id on its own; for our aliases, merge.py writes the portable full model.
@@ -471,6 +508,3 @@ def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path
     (tmp / modelcard.ALIAS_FILE).write_text(json.dumps({"alias": base_name}) + "\n")
     if hasattr(args, "data"):  # train.py's arguments (rl.py writes its own record: args.json, curve)
         modelcard.write_card(tmp, args, log, *base_provenance(base_name))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)

@@ -387,6 +387,8 @@ def main(argv=None):
         return plot(args.plot, args.out)
     out = Path(args.out)
     common.lock_output(out, "rl")
+    models.recover_checkpoint(out / "ckpt")  # a save a kill interrupted: finished or rolled back
+    common.remove_stale_temps(out / STATE)
     pool = [envs.make(args.env) for _ in range(args.batch)]  # one env (JVM) per lockstep slot, reused
     train_tasks = pool[0].tasks("train")[: args.train_tasks]
     common.set_threads(args.threads)

@@ -318,6 +318,9 @@ def main(argv=None):
         common.read_jsonl(path, require=common.CHAT)
     out = Path(args.out or args.export or ".")
     out.parent.mkdir(parents=True, exist_ok=True)
+    # an interrupted run's resume point, read (and refused if damaged or of another setting) before
+    # any model loads; restored below once the model and optimizer exist
+    saved = common.load_resume_point(resume_path(out), args, RESUME_SETTING) if not (args.export or args.show_mask) else None
     rank, world, device = setup_distributed()
     common.set_threads(args.threads or max(1, (os.cpu_count() or 1) // world))  # share the cores
     common.set_seed(args.seed)
@@ -333,6 +336,8 @@ def main(argv=None):
         return
     if rank == 0:
         common.lock_output(out.parent, f"train-{out.name}")
+        models.recover_checkpoint(out)  # a save a kill interrupted: finished or rolled back
+        common.remove_stale_temps(resume_path(out))
         common.save_args(args, out.parent, f"{out.name}.args.json")
     if args.batch < world:
         raise common.UserError(f"--batch {args.batch} is smaller than the {world} processes")
@@ -359,7 +364,7 @@ def main(argv=None):
 
     tracker = tracking.Tracker(args.track if rank == 0 else "none", out.parent / f"{out.name}-tb", vars(args), out.name)
     log, batches, t0, tokens_seen, first = [], [], time.time(), 0, 0
-    state = common.load_resume_point(resume_path(out), args, RESUME_SETTING)
+    state = saved
     if not state and args.continue_from:  # a shorter constant-schedule run of the same setting, continued
         state = common.load_resume_point(args.continue_from, args, CONTINUE_SETTING, what="another run to continue")
         if state is None:
