@@ -50,7 +50,7 @@ import envs
 def parse_args(argv=None):
     p = common.ArgParser(description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", default=None, help="train.py output folder trained with --save-every")
-    p.add_argument("--fixed-epochs", type=common.at_least(0, float), default=0,
+    p.add_argument("--fixed-epochs", type=common.at_least(0, float, high=1e4), default=0,
                    help="no sweep: the budget is this many epochs over --data at --batch (run.sh's default setting)")
     p.add_argument("--data", default=None, help="with --fixed-epochs: the imitation data (expert.jsonl)")
     p.add_argument("--batch-size", type=common.at_least(1), default=8, help="with --fixed-epochs: examples per optimizer step")
@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--episodes", type=common.at_least(1), default=50, help="dev episodes per checkpoint")
     p.add_argument("--batch", type=common.at_least(1), default=50, help="episodes played in lockstep")
     p.add_argument("--max-steps", type=common.at_least(0), default=0, help="step limit per episode (0 = the env's default)")
-    p.add_argument("--temperature", type=common.at_least(0, float), default=0.0, help="sampling temperature (0 = greedy)")
+    p.add_argument("--temperature", type=common.at_least(0, float, high=100), default=0.0, help="sampling temperature (0 = greedy)")
     p.add_argument("--max-new-tokens", type=common.at_least(1), default=24, help="answer length cap")
     p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here), bf16, fp32")

@@ -65,7 +65,7 @@ def parse_args(argv=None):
                    help="also execute every valid action at each expert state and keep those that can decide the game "
                         "(end it, change its score, or named by the env): source \"consequential\", for iwm.py --targeted")
     p.add_argument("--model", default=models.EMBEDDED, help="the initial policy that proposes alternatives")
-    p.add_argument("--temperature", type=common.at_least(0, float), default=1.0, help="sampling temperature of policy proposals")
+    p.add_argument("--temperature", type=common.at_least(0, float, high=100), default=1.0, help="sampling temperature of policy proposals")
     p.add_argument("--top-k", type=common.at_least(0), default=0, help="sample only from the K likeliest tokens (0 = off: the full distribution)")
     p.add_argument("--top-p", type=common.at_least(0, float, strict=True, high=1), default=1.0, help="sample only from the smallest set of tokens holding this much probability (1 = off)")
     p.add_argument("--max-new-tokens", type=common.at_least(1), default=24, help="length cap of a proposal")

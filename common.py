@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -27,20 +28,54 @@ class UserError(Exception):
 def run_main(main) -> None:
     """Run a script's main(); known input errors and OS errors (a read-only folder, a full disk, a file
     where a folder belongs) become one line on stderr and exit code 2. A traceback is a bug of ours."""
+    import signal
+
     from envs import EnvError
 
+    # Ctrl-C in a terminal signals the whole process group: the game's JVM dies with us, and the call
+    # that was talking to it fails with its own error. Once interrupted, any error is the interruption.
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        if not interrupted:
+            interrupted.append(True)
+            import logging
+
+            logging.disable(logging.CRITICAL)  # py4j logs the interrupted call with its traceback
+            raise KeyboardInterrupt
+
+    if threading_main():
+        signal.signal(signal.SIGINT, on_sigint)
     try:
         main()
+    except KeyboardInterrupt:
+        _interrupted()
     except (UserError, EnvError) as e:
+        if interrupted:
+            _interrupted()
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:
+        if interrupted:
+            _interrupted()
         where = f": {e.filename}" if e.filename else ""
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: finished lines are kept; rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
+    except Exception:
+        if interrupted:
+            _interrupted()
+        raise
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _interrupted() -> None:
+    print("interrupted; rerun the same command to resume (finished lines and checkpoints are kept)", file=sys.stderr)
+    sys.exit(130)
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -57,7 +92,9 @@ def at_least(low, kind=int, strict: bool = False, high=None):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        if value != value or (value <= low if strict else value < low) or (high is not None and value > high):
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if (value <= low if strict else value < low) or (high is not None and value > high):
             bound = f"{'>' if strict else '>='} {low}" + (f" and <= {high}" if high is not None else "")
             raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return value

@@ -48,7 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--episodes", type=common.at_least(1), default=50, help="episodes per split (the first N tasks of the split)")
     p.add_argument("--batch", type=common.at_least(1), default=25, help="episodes played in lockstep")
     p.add_argument("--max-steps", type=common.at_least(0), default=0, help="step limit per episode (0 = the env's default)")
-    p.add_argument("--temperature", type=common.at_least(0, float), default=0.0, help="sampling temperature (0 = greedy)")
+    p.add_argument("--temperature", type=common.at_least(0, float, high=100), default=0.0, help="sampling temperature (0 = greedy)")
     p.add_argument("--top-k", type=common.at_least(0), default=0, help="sample only from the K likeliest tokens (0 = off: the full distribution)")
     p.add_argument("--top-p", type=common.at_least(0, float, strict=True, high=1), default=1.0, help="sample only from the smallest set of tokens holding this much probability (1 = off)")
     p.add_argument("--max-new-tokens", type=common.at_least(1), default=24, help="answer length cap (raise it for Thought: answers)")
@@ -130,7 +130,10 @@ def main(argv=None):
     # rounding, padding), so fixed waves are what makes a resumed evaluation equal an uninterrupted one.
     paths, wanted, queue, done = {}, {}, [], set()
     for split in args.split:
-        tasks = env.tasks(split)[: args.episodes]
+        pool = env.tasks(split)
+        if args.episodes > len(pool):  # never silently fewer games than asked for
+            raise common.UserError(f"--episodes {args.episodes}: the {split} split of {args.env} holds {len(pool)} games")
+        tasks = pool[: args.episodes]
         tasks = [tasks[i] for i in common.shard_range(len(tasks), args.shard)]
         paths[split] = out / (f"{split}.jsonl" if args.action_mode == "raw" else f"{split}-mapped.jsonl")
         wanted[split] = {t["task_id"] for t in tasks}

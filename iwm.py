@@ -41,7 +41,7 @@ def parse_args(argv=None):
                         "policy's own proposals as written, invalid ones kept (present when collect.py had --k-proposals)")
     p.add_argument("--k", type=common.at_least(0), default=0, help="use at most K alternatives per state (0 = all collected)")
     p.add_argument("--max-words", type=common.at_least(1), default=40, help="cut each target observation to this many words")
-    p.add_argument("--ratio", type=common.at_least(0, float), default=0, help="keep at most RATIO x (expert examples); 0 = keep all")
+    p.add_argument("--ratio", type=common.at_least(0, float, high=1e4), default=0, help="keep at most RATIO x (expert examples); 0 = keep all")
     p.add_argument("--targeted", action="store_true",
                    help="world-model data aimed at the dynamics that decide the game (targeted_examples): as many "
                         "examples as the --sources selection gives, needs collect.py --consequential")

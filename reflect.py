@@ -45,7 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--k", type=common.at_least(1), default=3, help="at most K policy alternatives shown per state (paper: 2-4)")
     p.add_argument("--conclude", choices=["model", "append"], default="append",
                    help="who writes the final 'Action: a_i' line (see the docstring)")
-    p.add_argument("--temperature", type=common.at_least(0, float), default=0.7, help="sampling temperature of reflections")
+    p.add_argument("--temperature", type=common.at_least(0, float, high=100), default=0.7, help="sampling temperature of reflections")
     p.add_argument("--top-k", type=common.at_least(0), default=0, help="sample only from the K likeliest tokens (0 = off: the full distribution)")
     p.add_argument("--top-p", type=common.at_least(0, float, strict=True, high=1), default=1.0, help="sample only from the smallest set of tokens holding this much probability (1 = off)")
     p.add_argument("--max-new-tokens", type=common.at_least(1), default=96, help="safety cap; the prompt asks for two sentences")

@@ -79,7 +79,7 @@ def parse_args(argv=None):
     p.add_argument("--tasks-per-update", type=common.at_least(1), default=2, help="M: training tasks per update")
     p.add_argument("--group", type=common.at_least(2), default=8, help="G: episodes per task (a GRPO group)")
     p.add_argument("--train-tasks", type=common.at_least(1), default=200, help="tasks are drawn from the first N of the train split")
-    p.add_argument("--temperature", type=common.at_least(0, float), default=1.0, help="rollout sampling temperature")
+    p.add_argument("--temperature", type=common.at_least(0, float, high=100), default=1.0, help="rollout sampling temperature")
     p.add_argument("--reward", choices=["success", "score"], default="success", help="episode reward")
     p.add_argument("--invalid-penalty", type=common.at_least(0, float), default=0.0, help="subtracted x (invalid steps / steps)")
     p.add_argument("--lr", type=common.at_least(0, float, strict=True), default=0.3, help="learning rate: SGD on the LoRA adapter learned at 0.3 on the tiny model (1.0 collapsed it); 0.1 with --full)")

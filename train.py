@@ -55,7 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--model", default=models.EMBEDDED, help="base model (ignored with --init)")
     p.add_argument("--init", default=None, help="continue from this checkpoint with a fresh optimizer")
     p.add_argument("--out", default=None, help="checkpoint folder to write (required unless --export)")
-    p.add_argument("--epochs", type=common.at_least(0, float, strict=True), default=2, help="passes over the data (ignored if --steps > 0)")
+    p.add_argument("--epochs", type=common.at_least(0, float, strict=True, high=1e4), default=2, help="passes over the data (ignored if --steps > 0)")
     p.add_argument("--steps", type=common.at_least(0), default=0, help="optimizer steps (overrides --epochs)")
     p.add_argument("--batch", type=common.at_least(1), default=8, help="examples per optimizer step")
     p.add_argument("--micro-batch", type=common.at_least(0), default=0, help="examples per forward pass (0 = --batch); gradient accumulation")
@@ -412,6 +412,9 @@ def main(argv=None):
             stats = torch.tensor([loss_total, tokens], dtype=torch.float64, device=device)
             dist.all_reduce(stats)
             loss_total, tokens = stats[0].item(), int(stats[1].item())
+        if not math.isfinite(loss_total):  # diverged (a learning rate far too high): nothing worth saving
+            raise common.UserError(f"step {step + 1}: the loss is {loss_total} (the run diverged; lower --lr {args.lr}); "
+                                   f"nothing saved to {out}")
         tokens_seen += tokens
         scaler.unscale_(opt)  # fp16: the true gradients, before clipping (a no-op without scaling)
         torch.nn.utils.clip_grad_norm_(params, 1.0)

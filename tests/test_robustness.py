@@ -462,3 +462,60 @@ def test_a_damaged_resume_point_is_refused_by_name_and_stale_temporaries_go(tmp_
     r = run_script("train.py", *argv)
     assert r.returncode == 0 and (out / "adapter_model.safetensors").exists()
     assert not stale.exists() and not point.exists()  # the rerun leaves no temporary file
+
+
+@pytest.mark.parametrize("script", ["evaluate.py", "collect.py"])
+def test_ctrl_c_ends_a_script_with_one_line_and_exit_130(tmp_path, script):
+    """Ctrl-C in a terminal signals the whole process group, the game's JVM included: the script ends
+    with one line and exit 130, no traceback, and its rerun finishes with the files an
+    uninterrupted run writes."""
+    out = tmp_path / "out"
+    args = {"evaluate.py": ["--model", "tiny-random", "--dtype", "fp32", "--env", "twx-cooking", "--split", "test",
+                            "--episodes", "6", "--batch", "2", "--max-steps", "4"],
+            "collect.py": ["--env", "twx-cooking", "--tasks", "6", "--chunk", "2", "--k-iwm", "1", "--k-sr", "1",
+                           "--model", "tiny-random", "--dtype", "fp32"]}[script]
+    p = subprocess.Popen([sys.executable, script, *args, "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(out.glob("*.jsonl")):
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    if p.returncode == 0:
+        pytest.skip("finished before the signal")
+    assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted; rerun the same command to resume")
+    r = run_script(script, *args, "--out", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    whole = tmp_path / "whole"
+    assert run_script(script, *args, "--out", whole).returncode == 0
+    for f in sorted(p.name for p in whole.glob("*.jsonl")):
+        if f == "summary.jsonl":
+            continue
+        assert (out / f).read_text() == (whole / f).read_text(), f
+
+
+def test_non_finite_and_absurd_numbers_are_refused_in_one_line(tmp_path):
+    import prompts
+
+    data = tmp_path / "expert.jsonl"
+    common.write_jsonl(data, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 3}")}
+                              for i in range(6)])
+    base = ["--model", "tiny-random", "--dtype", "fp32", "--data", str(data), "--batch", "3", "--threads", "1"]
+    for script, args, text in [
+        ("train.py", [*base, "--lr", "inf", "--out", tmp_path / "a"], "--lr: must be a finite number, got inf"),
+        ("train.py", [*base, "--lr", "nan", "--out", tmp_path / "a"], "--lr: must be a finite number, got nan"),
+        ("train.py", [*base, "--epochs", "1e308", "--out", tmp_path / "a"], "--epochs: must be > 0 and <= 10000.0"),
+        ("iwm.py", ["--run", tmp_path, "--ratio", "inf"], "--ratio: must be a finite number"),
+        ("evaluate.py", ["--model", "tiny-random", "--temperature", "1e9", "--out", tmp_path / "e"], "--temperature: must be >= 0 and <= 100"),
+        ("evaluate.py", ["--model", "tiny-random", "--env", "twx-cooking", "--split", "dev", "--episodes", "101",
+                         "--out", tmp_path / "e"], "--episodes 101: the dev split of twx-cooking holds 100 games"),
+    ]:
+        r = run_script(script, *args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (script, args, r.stderr[-500:])
+        assert text in r.stderr, (text, r.stderr)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "e").exists()
+    # a learning rate that is finite but far too high: the loss diverges, the run says so, nothing saved
+    r = run_script("train.py", *base, "--lr", "1e30", "--steps", "5", "--full", "--out", tmp_path / "huge")
+    assert r.returncode == 2 and "the run diverged; lower --lr" in r.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "huge").exists()
