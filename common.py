@@ -164,20 +164,40 @@ def read_jsonl(path, require: dict | None = None) -> list[dict]:
     if path.is_dir():
         raise UserError(f"{path}: is a folder, expected a JSONL file")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{n}: not UTF-8 text (byte {e.start}); is it a JSONL file?") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
+            except RecursionError:
+                raise UserError(f"{path}:{n}: JSON nested too deeply") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
             if require:
                 _check(row, require, f"{path}:{n}")
             rows.append(row)
     return rows
+
+
+def check_chat_rows(path, rows: list[dict]) -> None:
+    """What a chat row must hold to train, checked before any model loads (one line naming file:line):
+    each message's `content` is text (None only beside `tool_calls`), and some message is the
+    assistant's (the turn that is trained)."""
+    for n, row in enumerate(rows, 1):
+        msgs = row["messages"]
+        for i, m in enumerate(msgs):
+            content = m.get("content")
+            if not isinstance(content, str) and not (content is None and m.get("tool_calls")):
+                raise UserError(f"{path}:{n}: message {i}: 'content' must be text, got {type(content).__name__}")
+        if not any(m.get("role") == "assistant" for m in msgs):
+            raise UserError(f"{path}:{n}: no assistant message (nothing to train)")
 
 
 def dumps(row: dict) -> str:
@@ -196,7 +216,10 @@ def resume_jsonl(path, key: str = "id") -> set:
     path = Path(path)
     if not path.exists():
         return set()
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}): not a file this run wrote; move it away to start over") from None
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
         path.write_text(text, encoding="utf-8")

@@ -72,7 +72,11 @@ def check_same_setting(args, out: Path) -> None:
     if old.exists() and any(p.stat().st_size for p in out.glob("*.jsonl") if p.name != "summary.jsonl"):
         import json
 
-        prev = json.loads(old.read_text())
+        try:
+            prev = json.loads(old.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise common.UserError(f"{old}: torn or damaged arguments file of an earlier run: delete it to resume "
+                                   "(its episodes are kept) or use another --out") from None
         now = {k: getattr(args, k) for k in SETTING}
         now["dtype_resolved"] = models.resolved_dtype_name(args.dtype)  # bf16 and fp32 episodes differ
         diff = [k for k in now if k in prev and prev[k] != now[k]]
@@ -114,6 +118,7 @@ def print_summary(rows: list[dict], episodes: dict) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    models.check_checkpoint(args.model)  # a damaged checkpoint: one line, before any work
     out = Path(args.out)
     for split in args.split:
         envs.check_split(split)

@@ -352,6 +352,7 @@ def load_model(name: str, *, dtype: str | None = "auto", device: str | None = No
     path = Path(name)
     if (path.parent / f".{path.name}.old").exists():  # a checkpoint swap a kill interrupted
         recover_checkpoint(path)
+    check_checkpoint(path)
     adapter = path / "adapter_config.json"
     if path.is_dir() and adapter.exists():
         from peft import PeftModel
@@ -447,6 +448,43 @@ def _load_tokenizer(path, **kwargs):
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
+def check_checkpoint(name) -> None:
+    """A checkpoint folder (train.py's or rl.py's: a LoRA adapter) holds what loading it needs, and
+    each piece reads: adapter_config.json (JSON naming the base), the adapter weights (a safetensors
+    file whose header reads), the tokenizer. One line naming what is missing or damaged, before any
+    work; a name that is not such a folder passes (a model name, a full model folder)."""
+    path = Path(name)
+    config = path / "adapter_config.json"
+    if not (path.is_dir() and config.exists()):
+        return
+    try:
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("base_model_name_or_path"), str):
+            raise ValueError("no base_model_name_or_path")
+        alias = path / "base_model.json"
+        if alias.exists():
+            json.loads(alias.read_text(encoding="utf-8"))["alias"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: damaged checkpoint: adapter_config.json or base_model.json does not read ({e})") from None
+    weights = path / "adapter_model.safetensors"
+    if not weights.exists():
+        raise UserError(f"{path}: damaged checkpoint: adapter_model.safetensors is missing")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as f:
+            names = list(f.keys())
+            for key in names:  # each tensor's bytes are there (a truncated file fails here)
+                f.get_slice(key)
+        if not names:
+            raise ValueError("no tensors")
+    except Exception as e:
+        raise UserError(f"{path}: damaged checkpoint: adapter_model.safetensors does not read "
+                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+        raise UserError(f"{path}: damaged checkpoint: no tokenizer files (tokenizer.json, tokenizer_config.json)")
+
+
 def recover_checkpoint(out: Path) -> None:
     """Finish or roll back a checkpoint swap that a kill interrupted (save_checkpoint's order: the new
     folder is written aside, the old one renamed to .NAME.old, the new one renamed in, the old one

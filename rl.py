@@ -385,6 +385,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.plot:
         return plot(args.plot, args.out)
+    models.check_checkpoint(args.init)  # a damaged checkpoint: one line, before any work
     out = Path(args.out)
     common.lock_output(out, "rl")
     models.recover_checkpoint(out / "ckpt")  # a save a kill interrupted: finished or rolled back

@@ -314,8 +314,13 @@ def main(argv=None):
     from tqdm import tqdm
 
     args = parse_args(argv)
+    if args.init:
+        models.check_checkpoint(args.init)  # a damaged checkpoint: one line, before any work
     for path in args.data:  # the rows' shape before the model loads (load_examples then encodes them)
-        common.read_jsonl(path, require=common.CHAT)
+        rows = common.read_jsonl(path, require=common.CHAT)
+        if not rows:
+            raise common.UserError(f"{path}: no training examples")
+        common.check_chat_rows(path, rows)
     out = Path(args.out or args.export or ".")
     out.parent.mkdir(parents=True, exist_ok=True)
     # an interrupted run's resume point, read (and refused if damaged or of another setting) before

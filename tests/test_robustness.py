@@ -519,3 +519,59 @@ def test_non_finite_and_absurd_numbers_are_refused_in_one_line(tmp_path):
     r = run_script("train.py", *base, "--lr", "1e30", "--steps", "5", "--full", "--out", tmp_path / "huge")
     assert r.returncode == 2 and "the run diverged; lower --lr" in r.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "huge").exists()
+
+
+def test_damaged_inputs_get_one_line_before_any_work(tmp_path):
+    """Random bytes for a data file, a message whose content is a number or null, a file without an
+    assistant turn, a checkpoint whose weights are cut or empty, whose config is cut mid-string or
+    whose tokenizer is gone, a torn args file in an evaluation being resumed: one line naming the
+    file (and line), exit 2, nothing written."""
+    import shutil
+
+    import prompts
+
+    good = tmp_path / "expert.jsonl"
+    common.write_jsonl(good, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 3}")}
+                              for i in range(6)])
+    ck = _tiny_ckpt(tmp_path, "il", 2)
+    blob = (ck / "adapter_model.safetensors").read_bytes()
+    (tmp_path / "bytes.jsonl").write_bytes(bytes(range(128, 256)) * 8)
+    (tmp_path / "bytes-run").mkdir()
+    (tmp_path / "bytes-run" / "rollouts.jsonl").write_bytes(bytes(range(128, 256)) * 8)
+    msgs = prompts.policy_messages("Observation: x", "Action: y")
+    common.write_jsonl(tmp_path / "number.jsonl", [{"messages": [*msgs[:-1], {"role": "assistant", "content": 7}]}])
+    common.write_jsonl(tmp_path / "null.jsonl", [{"messages": [*msgs[:-1], {"role": "assistant", "content": None}]}])
+    common.write_jsonl(tmp_path / "noanswer.jsonl", [{"messages": msgs[:-1]}])
+    damaged = {}
+    for name, change in [("cut", lambda p: (p / "adapter_model.safetensors").write_bytes(blob[: len(blob) // 2])),
+                         ("empty", lambda p: (p / "adapter_model.safetensors").write_bytes(b"")),
+                         ("config", lambda p: (p / "adapter_config.json").write_text('{"base_model_name_or')),
+                         ("notok", lambda p: [(p / f).unlink() for f in ("tokenizer.json", "tokenizer_config.json")])]:
+        damaged[name] = tmp_path / f"ck-{name}"
+        shutil.copytree(ck, damaged[name])
+        change(damaged[name])
+    train_args = ["--model", "tiny-random", "--dtype", "fp32", "--batch", "3", "--steps", "1", "--out"]
+    cases = [
+        ("train.py", ["--data", tmp_path / "bytes.jsonl", *train_args, tmp_path / "o1"], "bytes.jsonl:1: not UTF-8 text"),
+        ("iwm.py", ["--run", tmp_path / "bytes-run", "--out", tmp_path / "o2.jsonl"], "rollouts.jsonl:1: not UTF-8 text"),
+        ("train.py", ["--data", tmp_path / "number.jsonl", *train_args, tmp_path / "o3"], "number.jsonl:1: message 2: 'content' must be text, got int"),
+        ("train.py", ["--data", tmp_path / "null.jsonl", *train_args, tmp_path / "o4"], "null.jsonl:1: message 2: 'content' must be text, got NoneType"),
+        ("train.py", ["--data", tmp_path / "noanswer.jsonl", *train_args, tmp_path / "o5"], "noanswer.jsonl:1: no assistant message"),
+        ("evaluate.py", ["--model", damaged["cut"], "--out", tmp_path / "o6"], "adapter_model.safetensors does not read"),
+        ("evaluate.py", ["--model", damaged["empty"], "--out", tmp_path / "o7"], "adapter_model.safetensors does not read"),
+        ("train.py", ["--init", damaged["config"], "--data", good, *train_args, tmp_path / "o8"], "adapter_config.json or base_model.json does not read"),
+        ("rl.py", ["--init", damaged["notok"], "--out", tmp_path / "o9"], "no tokenizer files"),
+    ]
+    for script, args, text in cases:
+        r = run_script(script, *args)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (script, r.stderr[-800:])
+        assert text in r.stderr, (text, r.stderr)
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 10))
+    # a torn args file in an evaluation folder being resumed
+    ev = tmp_path / "ev"
+    eargs = ["--model", "tiny-random", "--dtype", "fp32", "--env", "twx-cooking", "--split", "test", "--episodes", "2",
+             "--batch", "2", "--max-steps", "2", "--out", ev]
+    assert run_script("evaluate.py", *eargs).returncode == 0
+    (ev / "args.json").write_text('{"model": "tiny-ra')
+    r = run_script("evaluate.py", *eargs)
+    assert r.returncode == 2 and "args.json: torn or damaged arguments file" in r.stderr.strip().splitlines()[-1]
