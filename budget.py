@@ -64,7 +64,11 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here), bf16, fp32")
     p.add_argument("--eval-dir", default=None, help="where the dev episodes go (default CKPT-dev)")
     p.add_argument("--out", default=None, help="the budget file (default: CKPT/../budget.json)")
+    p.add_argument("--read", default=None, metavar="FILE",
+                   help="only check a budget file and print its steps and epochs (what run.sh reads back)")
     args = p.parse_args(argv)
+    if args.read:
+        return args
     if not args.ckpt and not (args.fixed_epochs > 0 and args.data):
         p.error("--ckpt (a sweep to read) or --fixed-epochs E with --data is required")
     return args
@@ -127,12 +131,34 @@ def plot(curve: list[dict], chosen: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def read_budget(path) -> tuple[int, float]:
+    """(steps, epochs) of a budget file, checked: a torn file, a missing field or a budget of no step
+    is one line naming the file, never a default trained instead."""
+    path = Path(path)
+    try:
+        budget = json.loads(path.read_text(encoding="utf-8"))
+        steps, epochs = budget["steps"], budget["epochs"]
+    except FileNotFoundError:
+        raise common.UserError(f"{path}: no such file") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise common.UserError(f"{path}: not a budget file ({type(e).__name__}: {e}); delete it to choose the budget again") from None
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise common.UserError(f"{path}: steps must be a whole number >= 1, got {steps!r}")
+    if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or not math.isfinite(epochs) or epochs <= 0:
+        raise common.UserError(f"{path}: epochs must be a number > 0, got {epochs!r}")
+    return steps, epochs
+
+
 def main(argv=None):
     import evaluate
     from rich.console import Console
     from rich.table import Table
 
     args = parse_args(argv)
+    if args.read:  # run.sh reads the budget back through this check
+        steps, epochs = read_budget(args.read)
+        print(steps, epochs)
+        return {"steps": steps, "epochs": epochs}
     if not args.ckpt:  # the budget given, not chosen: same file, so every arm reads it the same way
         per_epoch = math.ceil(len(common.read_jsonl(args.data)) / args.batch_size)
         steps = max(1, round(args.fixed_epochs * per_epoch))  # train.py's own count for --epochs

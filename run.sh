@@ -202,8 +202,8 @@ if [[ ! -f $RUN/budget.json ]]; then
     python budget.py --fixed-epochs "$EPOCHS" --data "$RUN/expert.jsonl" --batch-size "$BATCH" --out "$RUN/budget.json"
   fi
 fi
-il_steps=$(json "$RUN/budget.json" steps)      # the budget, in optimizer steps
-il_epochs=$(json "$RUN/budget.json" epochs)    # the same budget in epochs over expert.jsonl (SR's mix)
+# the budget in optimizer steps, and the same budget in epochs over expert.jsonl (SR's mix), checked
+budget=$(python budget.py --read "$RUN/budget.json"); read -r il_steps il_epochs <<< "$budget"
 
 # 3. World-model data (paper 4.2): (state, action) -> next observation examples. -> iwm.jsonl. Seconds.
 stage "3/7 iwm data"

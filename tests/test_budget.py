@@ -72,3 +72,32 @@ def test_a_given_budget_is_written_the_same_way(tmp_path):
     b = budget.main(["--fixed-epochs", "2", "--data", str(data), "--batch-size", "8"])
     assert (b["steps"], b["steps_per_epoch"], b["epochs"]) == (6, 3, 2.0)  # ceil(19 / 8) = 3 per epoch
     assert json.loads((tmp_path / "budget.json").read_text()) == b and b["rule"].startswith("fixed")
+
+
+def test_run_sh_reads_the_budget_back_through_a_check(tmp_path):
+    """run.sh trusts no file it wrote: a budget of 0 steps, a torn file or one without `steps` stops it
+    with one line naming the file (never the default 2 epochs instead), before any training."""
+    import json
+    import os
+    import subprocess
+
+    import common
+    from conftest import ROOT
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "collect_stats.json").write_text("{}")  # stage 1 done
+    common.write_jsonl(run / "expert.jsonl", [{"messages": []}])
+    for text, says in [('{"steps": 0, "epochs": 0}', "steps must be a whole number >= 1, got 0"),
+                       ('{"steps": 12, "epo', "not a budget file"),
+                       ('{"epochs": 2}', "not a budget file (KeyError"),
+                       ('{"steps": 3.5, "epochs": 1}', "steps must be a whole number >= 1, got 3.5")]:
+        (run / "budget.json").write_text(text)
+        r = subprocess.run(["bash", "run.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "SMOKE": "1", "RUN": str(run)})
+        assert r.returncode == 2, r.stderr[-1000:]
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: {run / 'budget.json'}: ") and says in last, last
+        assert not (run / "ckpt").exists() and not (run / "iwm.jsonl").exists()
+    (run / "budget.json").write_text(json.dumps({"steps": 7, "epochs": 1.75}))
+    assert budget.read_budget(run / "budget.json") == (7, 1.75)
