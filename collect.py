@@ -234,14 +234,20 @@ def resume(out: Path) -> set:
 
 def first_tasks(src: Path, out: Path, n: int) -> list[str]:
     """Copy the lines of the first n tasks of the collection in SRC (expert.jsonl, rollouts.jsonl) to
-    OUT, byte for byte. Returns their task ids, in order."""
-    ids = list(dict.fromkeys(r["task_id"] for r in common.read_jsonl(src / "expert.jsonl")))
+    OUT, byte for byte. Returns their task ids, in order. Both files are read and checked whole
+    before either is written: a malformed collection is one line, and nothing is written."""
+    experts = common.read_jsonl(src / "expert.jsonl", require={"task_id": str})
+    common.read_jsonl(src / "rollouts.jsonl", require=common.ROLLOUT)
+    ids = list(dict.fromkeys(r["task_id"] for r in experts))
     if len(ids) < n:
         raise common.UserError(f"--subset-of {src}: holds {len(ids)} tasks, --tasks asks for {n}")
     keep = set(ids[:n])
+    texts = {}
     for name in ("expert.jsonl", "rollouts.jsonl"):
         lines = (src / name).read_text(encoding="utf-8").splitlines(True)
-        common.write_atomic(out / name, "".join(x for x in lines if x.strip() and json.loads(x)["task_id"] in keep))
+        texts[name] = "".join(x for x in lines if x.strip() and json.loads(x)["task_id"] in keep)
+    for name, text in texts.items():
+        common.write_atomic(out / name, text)
     return ids[:n]
 
 

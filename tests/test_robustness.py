@@ -575,3 +575,34 @@ def test_damaged_inputs_get_one_line_before_any_work(tmp_path):
     (ev / "args.json").write_text('{"model": "tiny-ra')
     r = run_script("evaluate.py", *eargs)
     assert r.returncode == 2 and "args.json: torn or damaged arguments file" in r.stderr.strip().splitlines()[-1]
+
+
+def test_subset_of_a_malformed_collection_writes_nothing(tmp_path):
+    src = tmp_path / "src"
+    collect.main(["--env", "twx-coin:numLocations=2", "--tasks", "3", "--k-iwm", "1", "--k-sr", "0", "--out", str(src)])
+    lines = (src / "rollouts.jsonl").read_text().splitlines(True)
+    (src / "rollouts.jsonl").write_text("".join(lines[:-1]) + '{"id": "x", "task_id": 3}\n')  # a bad last row
+    r = run_script("collect.py", "--env", "twx-coin:numLocations=2", "--tasks", "2", "--subset-of", src,
+                   "--out", tmp_path / "sub")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "rollouts.jsonl" in r.stderr
+    assert not (tmp_path / "sub").exists() or not any((tmp_path / "sub").glob("*.jsonl"))
+
+
+def test_a_kill_while_a_resume_point_is_written_keeps_the_previous_one(tmp_path, monkeypatch):
+    import torch
+
+    point = tmp_path / "il.resume.pt"
+    args = type("A", (), {"lr": 1.0})()
+    common.save_resume_point(point, args, ("lr",), {"step": 1})
+
+    def killed_midway(obj, f):
+        with open(f, "wb") as h:
+            h.write(b"PK\x03\x04 half of a resume point")
+        raise KeyboardInterrupt  # the kill, halfway through the write
+
+    monkeypatch.setattr(torch, "save", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        common.save_resume_point(point, args, ("lr",), {"step": 2})
+    monkeypatch.undo()
+    assert common.load_resume_point(point, args, ("lr",))["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["il.resume.pt"]
