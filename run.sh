@@ -20,7 +20,7 @@ cd "$(dirname "$0")"
 # ---- presets: each sets defaults only; a variable given on the command line wins ----------------
 if [[ "${SMOKE:-0}" == 1 ]]; then  # seconds, not minutes: checks that every stage runs end to end
   : "${MODEL:=tiny-random}" "${RUN:=runs/smoke}" "${TASKS:=3}" "${EPISODES:=3}" "${EVAL_BATCH:=3}" "${MAX_STEPS:=3}"
-  : "${EPOCHS:=1}" "${RL:=1}" "${RL_UPDATES:=1}"
+  : "${EPOCHS:=1}" "${RL:=1}" "${RL_UPDATES:=1}" "${PROBE_TASKS:=2}"
   # the v2 presets (STUDY2, SCARCE) keep their own arms and alternatives
   [[ ${STUDY2:-0} == 1 || ${SCARCE:-0} == 1 ]] || : "${ARMS:=il il-long iwm iwm-within iwm-mix sr}" "${K_PROP:=1}"
   : "${RL_GROUP:=2}" "${RL_TASKS:=1}" "${MAPPED:=1}" "${SWEEP_EPOCHS:=2}" "${SWEEP_EVERY:=2}"
@@ -34,6 +34,7 @@ if [[ "${STUDY2:-0}" == 1 ]]; then  # the study, v2 (docs/study.md): a budget th
   : "${RUN:=runs/study2}" "${BUDGET:=sweep}" "${SCHEDULE:=constant}" "${WARMUP_STEPS:=16}" "${SEEDS:=0 1 2}"
   : "${ARMS:=il il-long iwm iwm-targeted}" "${EPISODES:=200}" "${EVAL_BATCH:=50}" "${TASKS:=64}" "${K_PROP:=2}"
   : "${MICRO_BATCH:=4}" "${DEV_EPISODES:=100}" "${PROMPT_MODES:=mapped}" "${CONSEQUENTIAL:=1}" "${RL_ARMS:=il iwm}"
+  : "${PROBE:=1}"
 fi
 if [[ "${STUDY:-0}" == 1 ]]; then  # the paper's protocol (docs/study.md): 64 games, budget chosen on dev, 6 arms x 3 seeds
   : "${RUN:=runs/study}" "${BUDGET:=sweep}" "${SEEDS:=0 1 2}" "${ARMS:=il il-long iwm iwm-within iwm-mix sr}"
@@ -77,6 +78,8 @@ WARMUP_STEPS=${WARMUP_STEPS:-}     # warm-up in steps (empty: 5% of each run wit
 DEV_EPISODES=${DEV_EPISODES:-50}   # ... each read on this many dev episodes
 K_PROP=${K_PROP:-0}                # the policy's own proposals per state, executed as written (invalid kept), for world modelling
 CONSEQUENTIAL=${CONSEQUENTIAL:-0}  # 1: also every valid move that can decide the game, executed (collect.py --consequential; iwm-targeted)
+PROBE=${PROBE:-0}                  # 1: probe.py on each arm's checkpoints (first seed): what the world model learned
+PROBE_TASKS=${PROBE_TASKS:-30}     # ... on the transitions of this many dev games
 PROMPT_MODES=${PROMPT_MODES:-raw mapped}  # the untuned baseline's rows: raw answers, and/or mapped to the closest valid action
 BATCH=${BATCH:-8}                  # examples per optimizer step (default run: 4)
 LR=${LR:-2e-4}                     # LoRA learning rate (default run: 1e-3)
@@ -284,6 +287,18 @@ train_arm() {
     *) echo "unknown arm $arm (choose from: il il-long iwm iwm-targeted iwm-within iwm-mix sr)" >&2; exit 2 ;;
   esac
 }
+# PROBE=1: what each arm's world model learned (probe.py), on held-out dev transitions with every
+# consequential move, for the first seed, while its checkpoints exist: RUN/probe/<arm>-s<seed>/probe.md
+probe_run() { local out=$1; shift; [[ -f $out/probe.md ]] && return 0
+  [[ -f $RUN/probe-data/rollouts.jsonl ]] || timed "probe data" python collect.py --env "$ENV" --split dev \
+    --tasks "$PROBE_TASKS" --k-iwm 2 --k-sr 0 --consequential --out "$RUN/probe-data"
+  timed "probe $(basename "$out")" python probe.py --data "$RUN/probe-data/rollouts.jsonl" --threads "$THREADS" \
+    --dtype "$DTYPE" --out "$out" "$@"; }
+probe_arm() { local arm=$1 seed=$2 m; [[ $PROBE == 1 && $seed == "${SEEDS%% *}" ]] || return 0
+  local models=() labels=()
+  for m in "$arm-stage1" "$arm"; do [[ ! -d $C/$m-s$seed ]] || { models+=("$C/$m-s$seed"); labels+=("$m"); }; done
+  probe_run "$RUN/probe/$arm-s$seed" --models "${models[@]}" --labels "${labels[@]}"; }
+[[ $PROBE != 1 ]] || probe_run "$RUN/probe/base" --models "$MODEL" --labels base
 [[ " $PROMPT_MODES " != *" raw "* ]] || ev "$RUN/eval/prompt/s0" --model "$MODEL" --label prompt
 [[ " $PROMPT_MODES " != *" mapped "* ]] || ev "$RUN/eval/prompt-mapped/s0" --model "$MODEL" --label prompt-mapped --action-mode mapped
 for seed in $SEEDS; do
@@ -292,6 +307,7 @@ for seed in $SEEDS; do
     evaluated "$arm" "$seed" && continue
     (( checked )) || { same_dtype "$seed"; checked=1; }
     train_arm "$arm" "$seed"
+    probe_arm "$arm" "$seed"
     tokens=$(tokens_of "$arm")
     ev "$RUN/eval/$arm/s$seed" --model "$C/$arm-s$seed" --label "$arm" --max-new-tokens "$tokens"
     if [[ $MAPPED == 1 ]]; then   # the same policy, format errors forgiven (compare with prompt-mapped)

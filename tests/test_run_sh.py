@@ -204,7 +204,7 @@ def test_study2_reads_the_budget_the_arms_get(tmp_path):
     env = {**os.environ, "SMOKE": "1", "STUDY2": "1", "RUN": str(run), "RL": "0", "MAPPED": "0"}
     dry = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**env, "DRY_RUN": "1"}, capture_output=True, text=True, timeout=60)
     settings = dict(line.split("=", 1) for line in dry.stdout.splitlines() if "=" in line)
-    assert settings["SCHEDULE"] == "constant" and settings["BUDGET"] == "sweep" and settings["ARMS"] == "il il-long iwm"
+    assert settings["SCHEDULE"] == "constant" and settings["BUDGET"] == "sweep" and settings["ARMS"] == "il il-long iwm iwm-targeted"
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     budget = json.loads((run / "budget.json").read_text())
@@ -220,8 +220,17 @@ def test_study2_reads_the_budget_the_arms_get(tmp_path):
     assert len(il_log) == b and len(long_log) == b + stage1 and long_log[:b] == il_log
     assert json.loads((run / "ckpt" / "il-long-s0" / "args.json").read_text())["continue_from"].endswith("il-s0/state.pt")
     assert not (run / "reflect.jsonl").exists()  # no SR arm: no reflections
+    # PROBE=1 (the preset's): each arm's world model probed on held-out dev transitions, seed 0
+    assert common.read_jsonl(run / "probe-data" / "expert.jsonl")[0]["task_id"].split("/")[1] == "dev"
+    labels = {a: [r["model"] for r in common.read_jsonl(run / "probe" / a / "probe_summary.jsonl")]
+              for a in ("base", "il-s0", "il-long-s0", "iwm-s0", "iwm-targeted-s0")}
+    assert labels == {"base": ["base"], "il-s0": ["il"], "il-long-s0": ["il-long"], "iwm-s0": ["iwm-stage1", "iwm"],
+                      "iwm-targeted-s0": ["iwm-targeted-stage1", "iwm-targeted"]}
+    # the targeted arm's stage 1 is as long as the paper's (the same number of examples, W steps)
+    w = sum(1 for _ in open(run / "ckpt" / "iwm-stage1-s0" / "loss.jsonl"))
+    assert sum(1 for _ in open(run / "ckpt" / "iwm-targeted-stage1-s0" / "loss.jsonl")) == w
     rows = common.read_jsonl(run / "results.jsonl")
-    assert {x["method"] for x in rows} == {"prompt-mapped", "il", "il-long", "iwm"}
+    assert {x["method"] for x in rows} == {"prompt-mapped", "il", "il-long", "iwm", "iwm-targeted"}
     assert all("games_vs_il" in x for x in rows if x["method"] != "il")
 
 
