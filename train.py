@@ -316,11 +316,13 @@ def main(argv=None):
     args = parse_args(argv)
     if args.init:
         models.check_checkpoint(args.init)  # a damaged checkpoint: one line, before any work
+    n_rows = 0
     for path in args.data:  # the rows' shape before the model loads (load_examples then encodes them)
         rows = common.read_jsonl(path, require=common.CHAT)
-        if not rows:
-            raise common.UserError(f"{path}: no training examples")
         common.check_chat_rows(path, rows)
+        n_rows += len(rows)
+    if not n_rows:  # one empty file among others is fine (SR's reflections when none was kept)
+        raise common.UserError(f"no training examples in {', '.join(args.data)}")
     out = Path(args.out or args.export or ".")
     out.parent.mkdir(parents=True, exist_ok=True)
     # an interrupted run's resume point, read (and refused if damaged or of another setting) before
