@@ -159,7 +159,7 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
             half = max(half, (hi - lo) / 2)
             # the game as the unit: each game's solved fraction over the seeds, an interval resampling games
             per_game = stats.game_rates(per_seed)
-            g_lo, g_hi = stats.bootstrap_mean(per_game)
+            g_lo, g_hi = stats.game_interval(per_game)
             row = {"method": m, "split": split, "seeds": sorted(rates), "episodes": episodes,
                    "success": round(mean, 4), "ci95": round(half, 4), "per_seed": {str(k): round(v, 4) for k, v in rates.items()},
                    "games": len(per_game), "game_ci95": [round(g_lo, 4), round(g_hi, 4)],
@@ -248,7 +248,7 @@ def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
         table.add_row(*cells)
     Console().print(table)
     lines.append(f"\nThe game is the unit: every seed plays the same games. success: solved episodes over all seeds, "
-                 f"[95%] resampling games (a game's seeds stay together). vs {ref}: the difference in success on the seeds "
+                 f"[95%] resampling games (a game's seeds stay together; at least the Wilson interval over the games). vs {ref}: the difference in success on the seeds "
                  f"both arms ran, [95%] resampling games; games +/-: games this arm solves on more of those seeds than "
                  f"{ref} / on fewer; p: exact sign-flip permutation test on the per-game differences; MDE: the smallest "
                  "difference (points) this design detects with 80% power at 5%, from the per-game spread.")

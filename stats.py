@@ -20,13 +20,7 @@ Z_975, Z_80 = 1.959964, 0.841621  # standard normal quantiles: two-sided 5% test
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval for k successes out of n (sensible at 0/n and n/n, unlike k/n ± ...)."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
+    return wilson_rate(k / n, n, z) if n else (0.0, 0.0)
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -156,6 +150,28 @@ def bootstrap_mean(values: list[float], n: int = 10_000, seed: int = 0) -> tuple
     k = len(values)
     means = sorted(sum(values[rng.randrange(k)] for _ in range(k)) / k for _ in range(n))
     return (means[int(0.025 * n)], means[int(0.975 * n) - 1])
+
+
+def game_interval(per_game: list[float]) -> tuple[float, float]:
+    """95% interval of a success rate with the game as the unit: the game bootstrap, widened where
+    needed to the Wilson interval over the games (at 0% or 100%, or with few games, every resample
+    is alike and the bootstrap interval collapses to a point)."""
+    if not per_game:
+        return (float("nan"), float("nan"))
+    lo, hi = bootstrap_mean(per_game)
+    w_lo, w_hi = wilson_rate(sum(per_game) / len(per_game), len(per_game))
+    return (min(lo, w_lo), max(hi, w_hi))
+
+
+def wilson_rate(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson interval of a rate p over n units (p need not be a whole count over n: a mean of
+    per-game rates)."""
+    if n == 0:
+        return (0.0, 0.0)
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(max(0.0, p * (1 - p)) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
 
 
 def min_detectable(per_game: list[float], alpha_z: float = Z_975, power_z: float = Z_80) -> float:

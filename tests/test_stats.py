@@ -133,3 +133,14 @@ def test_report_game_comparison():
     assert c["diff"] == pytest.approx((58 - 42) / 100)
     assert c["p"] == pytest.approx(stats.sign_flip_test(stats.game_diffs(a, b)), abs=1e-4) and c["p"] < 0.01
     assert c["ci95"][0] > 0 and c["mde"] > 0
+
+
+def test_game_interval_never_collapses_at_the_bounds():
+    # 0 of 20 games: every bootstrap resample is 0, the interval would be [0, 0]; Wilson's stands
+    assert stats.game_interval([0.0] * 20) == stats.wilson(0, 20)
+    assert stats.game_interval([1.0] * 20) == stats.wilson(20, 20)
+    rng = random.Random(4)
+    rates = [rng.choice([0, 0.25, 0.5, 1]) for _ in range(60)]
+    lo, hi = stats.game_interval(rates)
+    b_lo, b_hi = stats.bootstrap_mean(rates)
+    assert lo <= b_lo and hi >= b_hi and lo < sum(rates) / 60 < hi
