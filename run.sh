@@ -159,7 +159,6 @@ t0=$SECONDS; timing="$RUN/stage_times.tsv"
 printf '# %s SEEDS=%s ARMS=%s BUDGET=%s\n' "$(date -u +%FT%TZ)" "$SEEDS" "$ARMS" "$BUDGET" >> "$timing"
 timed() { local name=$1; shift; local s=$SECONDS; "$@"; printf '%s\t%s\n' "$name" $((SECONDS - s)) >> "$timing"; }
 has() { [[ " $ARMS " == *" $1 "* ]]; }
-json() { python -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 lines() { python -c "import sys; print(sum(1 for x in open(sys.argv[1]) if x.strip()))" "$1"; }
 
 # Two runs on one folder (two streams of THREADS=1, each given its own ARMS) share stages 1-4: the
@@ -245,7 +244,7 @@ train() { local out=$1; shift; [[ -f $out/loss.jsonl ]] || timed "train $(basena
 # seed-0 arm itself (a constant-schedule checkpoint at step B is a run of B steps): copied, not retrained
 sweep_point() { local step; step=$(printf 'step-%05d' "$il_steps"); if [[ -d $C/sweep-steps/$step ]]; then echo "$C/sweep-steps/$step"; else echo "$C/sweep"; fi; }
 from_sweep() { [[ -f $1/loss.jsonl ]] && return; local src; src=$(sweep_point)
-  [[ $(json "$src/args.json" seed) == 0 ]] || { echo "run.sh: $src is not a seed-0 run" >&2; exit 2; }
+  grep -q '^  "seed": 0,$' "$src/args.json" 2>/dev/null || { echo "run.sh: $src/args.json: not a seed-0 run (or unreadable)" >&2; exit 2; }
   rm -rf "$1.tmp"; cp -r "$src" "$1.tmp"; mv "$1.tmp" "$1"; echo "il-s0: the sweep's checkpoint at step $il_steps ($src)"; }
 ev() { local out=$1; shift; has_splits "$out" || timed "eval $(basename "$(dirname "$out")")/$(basename "$out")" \
   python evaluate.py --env "$ENV" --split $SPLITS --episodes "$EPISODES" --batch "$EVAL_BATCH" \
