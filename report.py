@@ -263,7 +263,48 @@ def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
     name = "results" if reference == "il" else f"results-vs-{reference}"
     common.write_atomic(run / f"{name}.md", md)
     common.write_jsonl(run / f"{name}.jsonl", rows)
+    if reference == "il":
+        plot_results(rows, run / "results.png", str(run))
     return md
+
+
+def plot_results(rows: list[dict], path: Path, title: str) -> list[str]:
+    """results.png: success by method, one bar per method and split, with its 95% interval (the
+    game as the unit, as in the table). Returns the bars' labels, method/split, in drawing order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = [s for s in ("test", "ood", "train") if any(r["split"] == s for r in rows)]
+    methods = sorted({r["method"] for r in rows}, key=method_rank)
+    by = {(r["method"], r["split"]): r for r in rows}
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(methods) + 2), 3.6))
+    width = 0.8 / len(splits)
+    drawn = []
+    for j, split in enumerate(splits):
+        xs, ys, lo, hi = [], [], [], []
+        for i, m in enumerate(methods):
+            r = by.get((m, split))
+            if r is None:
+                continue
+            g_lo, g_hi = r.get("game_ci95", (r["success"], r["success"]))
+            xs.append(i + (j - (len(splits) - 1) / 2) * width)
+            ys.append(100 * r["success"])
+            lo.append(100 * (r["success"] - g_lo))
+            hi.append(100 * (g_hi - r["success"]))
+            drawn.append(f"{m}/{split}")
+        ax.bar(xs, ys, width=width, yerr=[lo, hi], capsize=3, label=split, alpha=0.85)
+    ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("success % (95% interval, games)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return drawn
 
 
 # ---------------------------------------------------------------------------------------------

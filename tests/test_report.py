@@ -46,6 +46,9 @@ def test_results_table_means_gains_and_pairs(tmp_path):
     md = report.write_table(tmp_path, list(rows.values()))
     assert "| iwm | test | 2 | 4 | 5/8 | 62.5 [" in md and "| +25.0 [" in md and f"| +3 / -1 | {report.pvalue(g['p'])} |" in md
     assert (tmp_path / "results.jsonl").exists()
+    # the figure beside the table: one bar per method and split, drawn in the table's order
+    assert report.plot_results(list(rows.values()), tmp_path / "fig.png", "t") == ["il/test", "iwm/test"]
+    assert (tmp_path / "results.png").stat().st_size > 5000
     # against another method (report.py --table RUN --reference iwm): il is now the one compared
     rows = {r["method"]: r for r in report.results_table(tmp_path, reference="iwm")}
     assert rows["il"]["gain_vs_il"] == pytest.approx(-0.25) and rows["il"]["reference"] == "iwm"
