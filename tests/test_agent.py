@@ -6,6 +6,7 @@ import pytest
 
 import agent
 import models
+import prompts
 
 # What a Hub chat model ships in generation_config.json (Qwen2.5-Instruct's values, and a few more
 # fields that add a logits processor when set)
@@ -101,7 +102,23 @@ def test_decoding_config_refuses_nonsense():
             agent.decoding_config(tok, max_new_tokens=4, **bad)
 
 
-def test_parse_action():
-    assert agent.parse_action("Thought: I need a knife.\nAction: take knife\nmore") == "take knife"
-    assert agent.parse_action("open fridge\nsecond line") == "open fridge"
-    assert agent.parse_action("") == ""
+@pytest.mark.parametrize("answer,action", [
+    ("Action: open fridge", "open fridge"),
+    ("Thought: I need the knife.\nAction: take knife", "take knife"),
+    ("Action: look around\nAction: take knife\nmore text", "take knife"),
+    ("  take cookbook  ", "take cookbook"),
+    ("first line\nsecond", "first line"),
+    ("Action:", ""),
+    ("", ""),
+])
+def test_parse_action(answer, action):
+    assert agent.parse_action(answer) == action
+
+
+def test_shared_prefill_sampling_matches_plain_greedy(tiny):
+    model, tok = tiny
+    chats = [prompts.policy_messages("Observation: a fridge\nValid actions: open fridge"),
+             prompts.policy_messages("Goal: eat\nObservation: You take the knife. The counter is empty now.")]
+    plain = agent.generate(model, tok, chats, max_new_tokens=8)
+    shared = agent.generate(model, tok, chats, max_new_tokens=8, num_samples=3)
+    assert [s for s in shared] == [[p] * 3 for p in plain]

@@ -1,6 +1,7 @@
 """chat.py with templates written to behave like the major chat-model families: one without a system
 role (Gemma), one with thinking blocks (Qwen3), one that renders tool calls (Qwen2.5, Llama 3.1):
-each trains exactly the answer's tokens and its end-of-turn token, or is refused with one line."""
+each trains exactly the answer's tokens and its end-of-turn token, or is refused with one line; and
+the loss mask of the default template (every assistant turn and its end token; none is an error)."""
 import json
 
 import pytest
@@ -102,3 +103,46 @@ def test_a_tool_call_template_trains_the_call():
 def test_fold_system_without_a_user_turn():
     assert chat.fold_system([{"role": "system", "content": "S"}, {"role": "assistant", "content": "A"}]) == [
         {"role": "user", "content": "S"}, {"role": "assistant", "content": "A"}]
+
+
+def test_masks_train_exactly_each_assistant_turn_and_its_end_token(tiny):
+    _, tok = tiny
+    msgs = [{"role": "system", "content": "You play a text game."},
+            {"role": "user", "content": "Observation: a fridge"},
+            {"role": "assistant", "content": "Action: open fridge"},
+            {"role": "user", "content": "Observation: You open the fridge."},
+            {"role": "assistant", "content": "Action: take carrot"}]
+    ids, labels = chat.encode_chat(tok, msgs)
+    assert len(ids) == len(labels)
+    # the ids are exactly the rendered conversation's ids
+    assert ids == tok(chat.render(tok, msgs), add_special_tokens=False)["input_ids"]
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    first = tok("Action: open fridge", add_special_tokens=False)["input_ids"] + [end]
+    second = tok("Action: take carrot", add_special_tokens=False)["input_ids"] + [end]
+    trained = [i for i, lab in enumerate(labels) if lab != chat.IGNORE]
+    # two contiguous spans, each right after "<|im_start|>assistant\n", each ending on <|im_end|>
+    head = tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    spans, start = [], None
+    for i in range(len(ids)):
+        on = labels[i] != chat.IGNORE
+        if on and start is None:
+            start = i
+        if not on and start is not None:
+            spans.append((start, i))
+            start = None
+    if start is not None:
+        spans.append((start, len(ids)))
+    assert [ids[a:b] for a, b in spans] == [first, second]
+    for a, _ in spans:
+        assert ids[a - len(head):a] == head
+    assert labels[spans[0][1] - 1] == end and len(trained) == len(first) + len(second)
+    # the final newline after the last <|im_end|> is not trained
+    assert labels[-1] == chat.IGNORE or ids[-1] == end
+
+
+def test_zero_target_example_is_an_error(tiny):
+    _, tok = tiny
+    with pytest.raises(common.UserError, match="no trained token"):
+        chat.encode_chat(tok, [{"role": "system", "content": "x"}, {"role": "user", "content": "y"}])
+    with pytest.raises(common.UserError, match="no trained token"):
+        chat.encode_chat(tok, prompts.policy_messages("a long state " * 50, "Action: eat meal"), max_len=20)

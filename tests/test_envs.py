@@ -1,8 +1,11 @@
 """The environment: gold paths, splits, replay/branching, garbage actions, the state's kept facts."""
+import random
+
 import pytest
 
 import envs
 import prompts
+import envs.base
 
 
 @pytest.mark.parametrize("name", [n for n in envs.ENV_NAMES if n != "scienceworld"])  # its own tests
@@ -171,3 +174,14 @@ def test_why_a_cooking_game_was_lost(cooking):
     assert envs.why_failed("twx-coin", trajectory, 25) == "lost (the game ended it)"
     assert envs.failure_detail("twx-coin", trajectory) is None
     assert envs.default_max_steps("twx-cooking") == 15 and envs.default_max_steps("textcraft") == 15
+
+
+def test_map_to_valid_is_valid_and_deterministic():
+    valid = ["open fridge", "take knife", "take cookbook", "cook carrot in oven", "eat meal"]
+    rng = random.Random(0)
+    for _ in range(200):
+        text = "".join(rng.choice("abcdefghijklmnop qrstuvwxyz☃\n") for _ in range(rng.randint(0, 40)))
+        got = envs.base.map_to_valid(text, valid)
+        assert got in valid and got == envs.base.map_to_valid(text, list(reversed(valid)))
+    assert envs.base.map_to_valid("take the knife please", valid) == "take knife"
+    assert envs.base.map_to_valid("open the fridge", valid) == "open fridge"

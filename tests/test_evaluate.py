@@ -5,7 +5,6 @@ import pytest
 
 import common
 import evaluate
-import stats
 from conftest import run_script
 
 ARGS = ["--model", "tiny-random", "--dtype", "fp32", "--env", "twx-coin", "--split", "test", "ood",

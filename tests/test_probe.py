@@ -1,7 +1,6 @@
 """probe.py: the world-model probe scores predictions against the truth (exact, says the game ends),
 and a model trained on the targeted data predicts its own training transitions better than before
 (a learning test of the probe itself)."""
-import pytest
 
 import common
 import iwm
