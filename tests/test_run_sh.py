@@ -232,6 +232,7 @@ def test_study2_reads_the_budget_the_arms_get(tmp_path):
     rows = common.read_jsonl(run / "results.jsonl")
     assert {x["method"] for x in rows} == {"prompt-mapped", "il", "il-long", "iwm", "iwm-targeted"}
     assert all("games_vs_il" in x for x in rows if x["method"] != "il")
+    assert (run / "results.png").stat().st_size > 5000  # the figure beside the table
 
 
 def test_scarce_preset_resolves_and_runs_end_to_end(tmp_path):
