@@ -43,8 +43,8 @@ def parse_args(argv=None):
     p.add_argument("--data", required=True, help="rollouts.jsonl of held-out games (collect.py --split dev --consequential)")
     p.add_argument("--models", nargs="+", required=True, help="model names or checkpoint folders to probe")
     p.add_argument("--labels", nargs="+", default=None, help="a name per model in the table (default: the folder names)")
-    p.add_argument("--transitions", type=common.at_least(1), default=300,
-                   help="at most this many transitions: every consequential one first, then a seeded sample of the rest")
+    p.add_argument("--transitions", type=common.at_least(2), default=300,
+                   help="at most this many transitions: half consequential, half the expert's and the other moves (seeded samples)")
     p.add_argument("--max-words", type=common.at_least(1), default=40, help="cut observations to this many words (iwm.py's cut)")
     p.add_argument("--max-new-tokens", type=common.at_least(1), default=64, help="prediction length cap")
     p.add_argument("--batch", type=common.at_least(1), default=16, help="prompts per generate call")
@@ -59,8 +59,9 @@ def parse_args(argv=None):
 
 
 def transitions(rows: list[dict], limit: int, seed: int) -> list[dict]:
-    """The probe's transitions: {"state", "action", "next", "kind", "ends"}; every consequential one
-    first (up to the limit), then a seeded sample of the expert's and the other alternatives."""
+    """The probe's transitions: {"state", "action", "next", "kind", "ends"}; half of the limit from
+    the consequential moves and half from the expert's and the other alternatives (seeded samples;
+    where one kind has fewer, the other fills the rest)."""
     decisive, rest = [], []
     for r in rows:
         rest.append({"id": f"{r['id']}/0", "state": r["state"], "action": r["expert"]["action"],
@@ -70,8 +71,9 @@ def transitions(rows: list[dict], limit: int, seed: int) -> list[dict]:
                  "kind": "consequential" if a["source"] == "consequential" else "other", "ends": a.get("ends")}
             (decisive if t["kind"] == "consequential" else rest).append(t)
     rng = random.Random(seed)
-    decisive = decisive if len(decisive) <= limit else rng.sample(decisive, limit)
-    rest = rng.sample(rest, min(len(rest), limit - len(decisive)))
+    n_decisive = min(len(decisive), max(limit // 2, limit - len(rest)))
+    decisive = rng.sample(decisive, n_decisive)
+    rest = rng.sample(rest, min(len(rest), limit - n_decisive))
     return decisive + rest
 
 

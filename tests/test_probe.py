@@ -48,3 +48,15 @@ def test_probe_sees_what_a_trained_world_model_learned(tmp_path):
     md = (tmp_path / "probe" / "probe.md").read_text()
     assert md.count("\n| ") == 2 and md.startswith("| model |") and "| trained |" in md
     assert len(common.read_jsonl(tmp_path / "probe" / "probe.jsonl")) == 2 * base["n"]
+
+
+def test_transitions_mix_decisive_and_ordinary_moves():
+    rows = [{"id": f"g/{i}", "state": f"s{i}", "expert": {"action": "a", "next_state": "n"},
+             "alternatives": [{"action": f"c{j}", "next_state": "x", "source": "consequential", "ends": "lost"}
+                              for j in range(5)] + [{"action": "v", "next_state": "y", "source": "valid"}]}
+            for i in range(40)]
+    picked = probe.transitions(rows, 100, 0)
+    kinds = [t["kind"] for t in picked]
+    assert len(picked) == 100 and kinds.count("consequential") == 50 and kinds.count("expert") + kinds.count("other") == 50
+    few = probe.transitions(rows[:2], 100, 0)  # fewer than the limit in all: every transition
+    assert len(few) == 2 * 7
