@@ -29,6 +29,7 @@ def run_main(main) -> None:
     """Run a script's main(); known input errors and OS errors (a read-only folder, a full disk, a file
     where a folder belongs) become one line on stderr and exit code 2. A traceback is a bug of ours."""
     import signal
+    import threading
 
     from envs import EnvError
 
@@ -44,7 +45,7 @@ def run_main(main) -> None:
             logging.disable(logging.CRITICAL)  # py4j logs the interrupted call with its traceback
             raise KeyboardInterrupt
 
-    if threading_main():
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
         signal.signal(signal.SIGINT, on_sigint)
     try:
         main()
@@ -65,12 +66,6 @@ def run_main(main) -> None:
         if interrupted:
             _interrupted()
         raise
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _interrupted() -> None:
