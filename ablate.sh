@@ -10,9 +10,12 @@
 # that they differ only in what is ablated:
 #   k     one collection with the largest K of each kind; K's world-model data and reflections use
 #         the first K alternatives of each state (iwm.py --k, reflect.py --k). IL and the Prompt
-#         baselines do not depend on K: trained and evaluated once, linked into every K's folder.
+#         baselines do not depend on K: trained and evaluated once, in the first K's folder, and
+#         lent to the others by a shared.json file (report.py reads it; no links).
+# The shared collection's files are hard links in each setting (regular files in a zip).
 #   data  one collection over TASKS tasks; fraction f keeps the first f x TASKS tasks' expert
-#         states with their alternatives, and trains every arm on that (same epochs).
+#         states with their alternatives, and trains every arm on that (same epochs); the Prompt
+#         baselines are read once, in the first setting, and lent to the others (shared.json).
 # Output: runs/ablate-<k|data>/<setting>/ (run.sh folders), ablation.jsonl and ablation.png.
 # Cost on 2 CPU cores at the defaults: each setting is most of a default run (~30-40 min), so
 # hours in all: start it in the background (nohup bash ablate.sh k > runs/ablate-k.log 2>&1 &).
@@ -53,9 +56,11 @@ fi
 # run.sh on one setting's folder (what is given here wins over run.sh's SMOKE defaults)
 pipeline() { local run=$1 arms=$2; shift 2; env RUN="$run" ENV="$ENV" MODEL="$MODEL" SEEDS="$SEEDS" THREADS="$THREADS" \
   ARMS="$arms" RL=0 MAPPED=0 "$@" bash run.sh; }
-# a file or folder of the first setting linked into another (work that does not depend on the setting)
-share() { local from=$1 to=$2; [[ -e $to || ! -e $from ]] && return 0; mkdir -p "$(dirname "$to")"
-  ln -s "$(realpath --relative-to="$(dirname "$to")" "$from")" "$to"; }
+# a file of the shared collection in a setting's folder: a hard link (a copy across file systems)
+share() { local from=$1 to=$2; [[ -e $to || ! -e $from ]] && return 0; ln "$from" "$to" 2>/dev/null || cp "$from" "$to"; }
+# the evaluations of METHODS that setting FIRST holds, lent to setting R (report.py: shared.json)
+lend() { local first=$1 R=$2; shift 2; printf '{"run": "../%s", "methods": [%s]}\n' "$(basename "$first")" \
+  "$(printf '"%s", ' "$@" | sed 's/, $//')" > "$R/shared.json"; }
 # FRACS entry x TASKS, rounded (Python's round), at least 1; and n / TASKS as a decimal
 tasks_of_fraction() { python -c "import sys; from fractions import Fraction as F; print(max(1, round(F(sys.argv[1]) * int(sys.argv[2]))))" "$1" "$2"; }
 ratio() { python -c "import sys; print(int(sys.argv[1]) / int(sys.argv[2]))" "$1" "$2"; }
@@ -68,11 +73,12 @@ if [[ $what == k ]]; then
     [[ -f $R/iwm.jsonl ]] || python iwm.py --run "$R" --k "$k"
     [[ -f $R/reflect.jsonl ]] || python reflect.py --run "$R" --model "$MODEL" --k "$k" --conclude "$CONCLUDE" --threads "$THREADS"
     printf '{"ablation": "k", "value": %s, "label": "K=%s"}\n' "$k" "$k" > "$R/setting.json"
-    if [[ -n $first ]]; then  # IL and the Prompt baselines from the first K
-      for seed in $SEEDS; do share "$first/ckpt/il-s$seed" "$R/ckpt/il-s$seed"; share "$first/eval/il/s$seed" "$R/eval/il/s$seed"; done
-      share "$first/eval/prompt" "$R/eval/prompt"; share "$first/eval/prompt-mapped" "$R/eval/prompt-mapped"
+    if [[ -n $first ]]; then  # IL and the Prompt baselines: the first K's
+      lend "$first" "$R" il prompt prompt-mapped
+      pipeline "$R" "iwm sr" K_IWM="$k" K_SR="$k" PROMPT_MODES=" "
+    else
+      pipeline "$R" "il iwm sr" K_IWM="$k" K_SR="$k"
     fi
-    pipeline "$R" "il iwm sr" K_IWM="$k" K_SR="$k"
     first=${first:-$R}
   done
 else
@@ -84,10 +90,12 @@ else
     [[ -f $R/collect_stats.json ]] || python collect.py --env "$ENV" --subset-of "$D" --tasks "$n" --out "$R"
     printf '{"ablation": "data", "value": %s, "label": "%s of %s tasks"}\n' \
       "$(ratio "$n" "$TASKS")" "$n" "$TASKS" > "$R/setting.json"
-    if [[ -n $first ]]; then
-      share "$first/eval/prompt" "$R/eval/prompt"; share "$first/eval/prompt-mapped" "$R/eval/prompt-mapped"
+    if [[ -n $first ]]; then  # the Prompt baselines: the first setting's
+      lend "$first" "$R" prompt prompt-mapped
+      pipeline "$R" "il iwm sr" K_IWM="$K_IWM" K_SR="$K_SR" PROMPT_MODES=" "
+    else
+      pipeline "$R" "il iwm sr" K_IWM="$K_IWM" K_SR="$K_SR"
     fi
-    pipeline "$R" "il iwm sr" K_IWM="$K_IWM" K_SR="$K_SR"
     first=${first:-$R}
   done
 fi

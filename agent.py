@@ -4,7 +4,14 @@ the live episodes). collect.py, reflect.py, evaluate.py and rl.py act through it
 """
 from __future__ import annotations
 
+import torch
+from tqdm import tqdm
+from transformers import GenerationConfig
+
+import envs
+import prompts
 from chat import render, stop_token_ids
+
 
 # ---------------------------------------------------------------------------------------------
 # Batched generation
@@ -29,8 +36,6 @@ def decoding_config(tok, *, max_new_tokens: int, temperature: float = 0.0, top_k
     penalties) and then from the library's defaults (top-k 50), so None would not mean "off".
     The untuned 135M model puts 14-31% of each token's probability outside its top 50 at temperature 1:
     a silently truncated sampler is another policy than the one rl.py's log-probabilities describe."""
-    from transformers import GenerationConfig
-
     if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
         raise ValueError(f"decoding: temperature {temperature}, top_k {top_k}, top_p {top_p} out of range")
     sample = temperature > 0
@@ -59,9 +64,6 @@ def generate(model, tok, conversations: list[list[dict]], *, max_new_tokens: int
     - num_samples > 1 returns a list of num_samples answers per chat: the chat is read once and its
       cache repeated num_samples times, instead of num_return_sequences, which reads the same
       prompt num_samples times."""
-    import torch
-    from tqdm import tqdm
-
     stops = stop_token_ids(tok)
     cfg = decoding_config(tok, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     out: list = []
@@ -139,10 +141,6 @@ def run_episodes(model, tok, env_name: str, tasks: list[dict], *, batch: int = 1
     finished episode (in finishing order, deterministic for a given batch size).
     `pool`: envs to reuse across calls (each env is a JVM that takes ~0.3 s to start); the caller
     closes them. Without it, the loop opens min(batch, len(tasks)) envs and closes them at the end."""
-    import envs
-    import prompts
-    from tqdm import tqdm
-
     history = prompts.HISTORY if history is None else history
     own = pool is None
     if own:

@@ -43,8 +43,14 @@ import json
 import math
 from pathlib import Path
 
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
+
 import common
 import envs
+import evaluate
+import models
 
 
 def parse_args(argv=None):
@@ -111,12 +117,8 @@ def steps_per_epoch(ckpt: Path) -> int:
 
 
 def plot(curve: list[dict], chosen: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     steps = [c["step"] for c in curve]
     ax.plot(steps, [100 * c["dev_success"] for c in curve], "o-", label="dev success %")
     ax.plot(steps, [100 * c["dev_score"] for c in curve], "s--", alpha=0.6, label="dev score x100")
@@ -128,7 +130,6 @@ def plot(curve: list[dict], chosen: dict, path: Path) -> None:
     fig.legend(loc="upper center", ncol=4, fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def read_budget(path) -> tuple[int, float]:
@@ -150,10 +151,6 @@ def read_budget(path) -> tuple[int, float]:
 
 
 def main(argv=None):
-    import evaluate
-    from rich.console import Console
-    from rich.table import Table
-
     args = parse_args(argv)
     if args.read:  # run.sh reads the budget back through this check
         steps, epochs = read_budget(args.read)
@@ -175,6 +172,7 @@ def main(argv=None):
     out = Path(args.out) if args.out else ckpt.parent / "budget.json"
     eval_dir = Path(args.eval_dir) if args.eval_dir else ckpt.parent / f"{ckpt.name}-dev"
     common.lock_output(out.parent, "budget")
+    models.note_dtype(args)
     common.save_args(args, out.parent, f"{out.stem}_args.json")
     log = [json.loads(x) for x in (ckpt / "loss.jsonl").open()]
     curve = []

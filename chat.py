@@ -6,6 +6,9 @@ log-probability of its trained tokens. That is the whole supervised loss of the 
 """
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
+
 from common import UserError
 
 IGNORE = -100  # label sentinel: no loss on this position
@@ -149,8 +152,6 @@ def encode_chat(tok, messages: list[dict], max_len: int | None = None,
 # Batches and the log-probability of the trained tokens
 def collate(examples: list[dict], pad_id: int, device):
     """Right-padded tensors; padding is masked out of attention and labels."""
-    import torch
-
     width = max(len(e["ids"]) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
@@ -166,8 +167,6 @@ def collate(examples: list[dict], pad_id: int, device):
 def target_logprobs(model, ids, mask, labels):
     """Log-probabilities of the target tokens (labels != -100), computing the LM head only there.
     Returns (logp of each target token [N], the boolean target mask [B, T-1])."""
-    import torch.nn.functional as F
-
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
     targets = labels[:, 1:]  # position t predicts token t+1

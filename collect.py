@@ -45,6 +45,10 @@ import random
 import time
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
 import agent
 import common
 import envs
@@ -265,10 +269,6 @@ def totals(out: Path, task_ids: list[str]) -> dict:
 
 
 def main(argv=None):
-    from rich.console import Console
-    from rich.table import Table
-    from tqdm import tqdm
-
     args = parse_args(argv)
     envs.check_split(args.split)
     env = envs.make(args.env)
@@ -277,6 +277,7 @@ def main(argv=None):
     if args.subset_of:
         ids = first_tasks(Path(args.subset_of), out, args.tasks)
         stats = {**totals(out, ids), "subset_of": str(args.subset_of)}
+        models.note_dtype(args)
         common.save_args(args, out, "collect_args.json")
         common.write_atomic(out / "collect_stats.json", common.dumps(stats) + "\n")
         print(f"kept the first {len(ids)} tasks of {args.subset_of}: {stats['expert_steps']} expert steps")
@@ -291,6 +292,7 @@ def main(argv=None):
     if args.k_sr > 0 or args.k_proposals > 0:
         model, tok = models.load_model(args.model, dtype=args.dtype, device=models.shard_device(args.shard))
         model.eval()
+    models.note_dtype(args)
     common.save_args(args, out, "collect_args.json")  # after the inputs loaded
     done = resume(out)
     t0, run = time.time(), {"tasks": 0, "branches": 0}

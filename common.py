@@ -2,21 +2,30 @@
 files (read with a check of each line, appended by whole units, written atomically), the lock that
 keeps one writer per output folder, the arguments file, shards.
 
-Nothing of the method lives here. The loss mask and the loss on target tokens are in chat.py, model
-loading and checkpoints in models.py, the agent loop (batched generation, action parsing, episodes)
-in agent.py, the statistics with the results table in evaluate.py.
+Nothing of the method lives here, and nothing of the project is imported here: every other module
+may import common, common imports none of them. The loss mask and the loss on target tokens are in
+chat.py, model loading in models.py, checkpoints in checkpoint.py, the agent loop (batched generation,
+action parsing, episodes) in agent.py, the statistics in stats.py.
 """
 from __future__ import annotations
 
 import argparse
+import atexit
+import fcntl
 import json
+import logging
 import math
 import os
 import random
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
+import torch
+from rich.console import Console
+from rich.table import Table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -28,11 +37,6 @@ class UserError(Exception):
 def run_main(main) -> None:
     """Run a script's main(); known input errors and OS errors (a read-only folder, a full disk, a file
     where a folder belongs) become one line on stderr and exit code 2. A traceback is a bug of ours."""
-    import signal
-    import threading
-
-    from envs import EnvError
-
     # Ctrl-C in a terminal signals the whole process group: the game's JVM dies with us, and the call
     # that was talking to it fails with its own error. Once interrupted, any error is the interruption.
     interrupted = []
@@ -40,8 +44,6 @@ def run_main(main) -> None:
     def on_sigint(signum, frame):
         if not interrupted:
             interrupted.append(True)
-            import logging
-
             logging.disable(logging.CRITICAL)  # py4j logs the interrupted call with its traceback
             raise KeyboardInterrupt
 
@@ -51,7 +53,7 @@ def run_main(main) -> None:
         main()
     except KeyboardInterrupt:
         _interrupted()
-    except (UserError, EnvError) as e:
+    except UserError as e:  # an environment's EnvError is one too
         if interrupted:
             _interrupted()
         print(f"error: {e}", file=sys.stderr)
@@ -99,8 +101,6 @@ def at_least(low, kind=int, strict: bool = False, high=None):
 
 
 def set_seed(seed: int) -> None:
-    import torch
-
     random.seed(seed)
     torch.manual_seed(seed)
 
@@ -112,11 +112,15 @@ def seed_unit(seed: int, index: int) -> None:
     set_seed(seed * 1_000_003 + index)
 
 
-def set_threads(n: int = 0) -> None:
-    """Torch threads; 0 = one per core. A JVM env in the same process is idle while we compute."""
-    import torch
+def usable_cores() -> int:
+    """The cores this process may run on: its affinity (`taskset -c 1 python ...`, a container's CPU
+    set), not every core of the machine."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
-    torch.set_num_threads(n or os.cpu_count() or 1)
+
+def set_threads(n: int = 0) -> None:
+    """Torch threads; 0 = one per usable core. A JVM env in the same process is idle while we compute."""
+    torch.set_num_threads(n or usable_cores())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,63 +249,6 @@ def write_atomic_with(path, write) -> None:
         raise
 
 
-def trainable_weights(model) -> dict:
-    """The weights the optimizer moves (a LoRA adapter, or every weight with --full), on the CPU: what a
-    resume point stores."""
-    return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def restore_weights(model, weights: dict) -> None:
-    """Put weights saved by trainable_weights back into the model, in place."""
-    import torch
-
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for n, w in weights.items():
-            params[n].copy_(w)
-
-
-def save_resume_point(path, args, keys: tuple, state: dict) -> None:
-    """Write a resume point (torch.save of `state` plus the run's setting, the args named by `keys`)
-    atomically: the old one or the new one, never half of one. train.py and rl.py use it."""
-    import torch
-
-    state = {**state, "setting": {k: getattr(args, k) for k in keys}}
-    write_atomic_with(path, lambda tmp: torch.save(state, tmp))
-
-
-def remove_stale_temps(path) -> None:
-    """Temporary files of an atomic write of PATH that a kill left behind (.NAME.XXXXXXXX, see
-    write_atomic_with). Call it holding the output's lock (lock_output): no other writer is at work."""
-    path = Path(path)
-    for tmp in path.parent.glob(f".{path.name}.*"):
-        if tmp.is_file() and len(tmp.name) == len(path.name) + 10:
-            tmp.unlink(missing_ok=True)
-
-
-def load_resume_point(path, args, keys: tuple, what: str = "an interrupted run") -> dict | None:
-    """The state an interrupted run of the same setting left at PATH, or None for a fresh run. A
-    resume point of another setting is refused (one line), never silently continued."""
-    import torch
-
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, weights_only=False)
-        if not isinstance(state, dict) or not isinstance(state.get("setting"), dict):
-            raise ValueError("not a resume point")
-    except Exception as e:  # cut short, overwritten, not ours: refused by name, never half-read
-        raise UserError(f"{path}: damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                        "delete it to start that run over") from None
-    now = {k: getattr(args, k) for k in keys}
-    diff = [k for k in now if state["setting"].get(k) != now[k]]
-    if diff:
-        raise UserError(f"{path} is {what} of another setting ({', '.join(diff)} differ): "
-                        "use another --out or delete it")
-    return state
-
-
 def append_jsonl_rows(path, rows: list[dict]) -> None:
     """Append a whole unit (a chunk's lines) in one write: a kill leaves at most one torn last line,
     which resume_jsonl cuts."""
@@ -318,9 +265,6 @@ def lock_output(folder, script: str) -> None:
     """One writer per output: a second `script` process on the same folder is refused with one line.
     The lock is an flock on FOLDER/.SCRIPT.lock, which the kernel releases when its process dies, so
     a killed run never leaves it stuck. Calls from the same process (tests) hold it once."""
-    import atexit
-    import fcntl
-
     folder = Path(folder)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
@@ -360,18 +304,8 @@ def write_jsonl(path, rows) -> None:
 
 
 def save_args(args, out_dir, name: str = "args.json") -> None:
-    """Print the resolved arguments as a table and write them next to the outputs. A script with
-    --dtype also gets dtype_resolved (set on args too, so a checkpoint's args.json has it): what
-    "auto" became on this machine, since bf16 and fp32 runs of the same command can differ."""
-    from rich.console import Console
-    from rich.table import Table
-
-    if "dtype" in vars(args):
-        from models import default_device, fast_bf16_reason, resolved_dtype_name
-
-        args.dtype_resolved = resolved_dtype_name("fp32" if getattr(args, "full", False) else args.dtype)
-        if args.dtype in (None, "auto"):
-            args.dtype_reason = fast_bf16_reason(default_device())
+    """Print the resolved arguments as a table and write them next to the outputs (a script with
+    --dtype calls models.note_dtype first, so the file says what "auto" became on this machine)."""
     d = {k: v for k, v in vars(args).items()}
     table = Table(title=f"{Path(sys.argv[0]).name} arguments", show_header=False)
     for k, v in d.items():

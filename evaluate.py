@@ -29,9 +29,14 @@ Examples:
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 import agent
+import checkpoint
 import common
 import envs
 import models
@@ -70,7 +75,6 @@ def check_same_setting(args, out: Path) -> None:
     """Resuming is only safe into a folder written with the same model and decoding settings."""
     old = out / "args.json"
     if old.exists() and any(p.stat().st_size for p in out.glob("*.jsonl") if p.name != "summary.jsonl"):
-        import json
 
         try:
             prev = json.loads(old.read_text(encoding="utf-8"))
@@ -98,9 +102,6 @@ def summarize(label: str, split: str, mode: str, episodes: list[dict]) -> dict:
 
 
 def print_summary(rows: list[dict], episodes: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="evaluation")
     for c in ("model", "split", "mode", "n", "success", "95% CI", "score", "steps", "invalid"):
         table.add_column(c)
@@ -118,7 +119,7 @@ def print_summary(rows: list[dict], episodes: dict) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    models.check_checkpoint(args.model)  # a damaged checkpoint: one line, before any work
+    checkpoint.check_checkpoint(args.model)  # a damaged checkpoint: one line, before any work
     out = Path(args.out)
     for split in args.split:
         envs.check_split(split)
@@ -149,6 +150,7 @@ def main(argv=None):
     if todo:
         model, tok = models.load_model(args.model, dtype=args.dtype, device=models.shard_device(args.shard))
         model.eval()
+    models.note_dtype(args)
     common.save_args(args, out)  # after the inputs loaded: a failed start leaves no args file behind
     if todo:
         pool = [envs.make(args.env) for _ in range(max(len(w) for w in todo))]  # reused by every wave
@@ -185,9 +187,8 @@ def main(argv=None):
     keys = {(r["model"], r["split"], r["mode"]) for r in rows}
     common.write_jsonl(spath, [r for r in old if (r["model"], r["split"], r["mode"]) not in keys] + rows)
     if Path(args.model).is_dir():  # a checkpoint of ours: its model card gains these numbers
-        import modelcard
 
-        modelcard.add_evaluation(Path(args.model), rows)
+        checkpoint.add_evaluation(Path(args.model), rows)
     print_summary(rows, shown)
     return rows
 

@@ -28,6 +28,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
+from peft import PeftModel
+
+import checkpoint
 import common
 import models
 
@@ -43,8 +47,6 @@ def parse_args(argv=None):
 
 def merged_model(ckpt: str):
     """(plain transformers model with every adapter of ckpt added into its weights, tokenizer, base name)."""
-    from peft import PeftModel
-
     folder = Path(ckpt)
     if not (folder / "adapter_config.json").exists() and not (folder / "config.json").exists():
         raise common.UserError(f"{folder}: not a checkpoint (no adapter_config.json or config.json)")
@@ -60,29 +62,7 @@ def merged_model(ckpt: str):
     return model, tok, None
 
 
-def card(ckpt: Path, base: str | None, dtype: str) -> str:
-    public, line = models.base_provenance(base) if base else (None, "see the checkpoint's card")
-    head = ["---", *([f"base_model: {public}"] if public else []), "library_name: transformers",
-            "tags:", "- early-experience", "- agent", "---", ""]
-    body = [f"# {ckpt.name}, merged", "",
-            f"The checkpoint `{ckpt.name}` of early-experience (a reimplementation of *Agent Learning via Early "
-            "Experience*, Zhang et al., arXiv 2510.08558) with its LoRA adapter(s) added into the base weights "
-            f"by merge.py (in fp32, stored as {dtype}).", "", f"Base: {line}.", "",
-            "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-            f'model = AutoModelForCausalLM.from_pretrained("{ckpt.name}-merged")',
-            f'tok = AutoTokenizer.from_pretrained("{ckpt.name}-merged")', "```", ""]
-    old = ckpt / "README.md"
-    if old.exists():  # what was trained and how it scored, as the checkpoint's own card says
-        text = old.read_text(encoding="utf-8")
-        start, end = text.find("| | |"), text.find("## Load it")
-        if start >= 0 and end > start:
-            body += ["## The checkpoint's card", "", text[start:end].rstrip(), ""]
-    return "\n".join(head + body)
-
-
 def main(argv=None):
-    import torch
-
     args = parse_args(argv)
     out = Path(args.out)
     if out.exists():
@@ -95,7 +75,8 @@ def main(argv=None):
     try:  # written aside, then renamed into place: a kill or a full disk leaves no half folder at OUT
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / "README.md").write_text(card(Path(args.ckpt), base, args.dtype), encoding="utf-8")
+        (tmp / "README.md").write_text(checkpoint.merged_card(Path(args.ckpt), *(models.base_provenance(base) if base else (None, "see the checkpoint's card")), args.dtype), encoding="utf-8")
+        models.note_dtype(args)
         common.save_args(args, tmp, "merge_args.json")
         os.replace(tmp, out)
     except BaseException:

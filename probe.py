@@ -30,6 +30,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 import agent
 import common
 import models
@@ -105,9 +108,6 @@ def summarize(label: str, scored: list[dict]) -> dict:
 
 
 def write_table(rows: list[dict], out: Path) -> str:
-    from rich.console import Console
-    from rich.table import Table
-
     def pct(x):
         return "-" if x is None else f"{100 * x:.0f}%"
 
@@ -154,6 +154,7 @@ def main(argv=None):
         lines += scored
         summary.append(summarize(label, scored))
         del model
+    models.note_dtype(args)
     common.save_args(args, out, "probe_args.json")
     common.write_jsonl(out / "probe.jsonl", lines)
     common.write_jsonl(out / "probe_summary.jsonl", summary)

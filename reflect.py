@@ -32,6 +32,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from tqdm import tqdm
+
 import agent
 import common
 import models
@@ -98,9 +103,6 @@ def judge(text: str, action: str, conclude: str, min_words: int) -> tuple[str | 
 
 
 def show(examples: list[dict], rows: dict, n: int) -> None:
-    from rich.console import Console
-    from rich.panel import Panel
-
     console = Console()
     for e in examples[:n]:
         row = rows[e["id"]]
@@ -113,10 +115,6 @@ def show(examples: list[dict], rows: dict, n: int) -> None:
 
 
 def main(argv=None):
-    from rich.console import Console
-    from rich.table import Table
-    from tqdm import tqdm
-
     args = parse_args(argv)
     run = Path(args.run)
     out = Path(args.out or run)
@@ -136,6 +134,7 @@ def main(argv=None):
     if todo:
         model, tok = models.load_model(args.model, dtype=args.dtype, device=models.shard_device(args.shard))
         model.eval()
+    models.note_dtype(args)
     common.save_args(args, out, "reflect_args.json")  # after the inputs loaded
     if todo:
         for b in tqdm(todo, desc="reflections (batches)"):

@@ -6,15 +6,19 @@ evaluate.py plays episodes and writes them; this script only reads them. Three r
                   over training seeds (never narrower than the interval over all episodes pooled),
                   the gain over IL per shared seed and the paired per-episode sign test against IL
                   (--reference METHOD: against another method, e.g. il-long, written beside it)
-  --failures RUN  RUN/failures.md: every unsolved episode by how it ended (envs.why_failed; for
+  --failures RUN  RUN/failures.md: every unsolved episode by how it ended (the env's FailureReading; for
                   twx-cooking the move that lost the game, e.g. the wrong appliance, and every cook
                   move against the recipe's verb); RUN/dev/ readings get rows of their own.
                   With --seeds S [S ...]: those training seeds' evaluations only, to compare arms on
                   the seeds they share -> RUN/failures-s<S>-<S>....md (dev rows left out)
   --ablation DIR  DIR/ablation.md, .jsonl and .png: ablate.sh's settings, one results table each, gathered
 
-It also holds the guard run.sh calls before it trains an arm: one training seed's arms must share a
-dtype, since they are compared episode by episode (check_seed_dtype).
+And two readings study.sh asks of a run resumed over sittings:
+
+  --left RUN         per seed, the arms whose evaluations are not all written yet, and the dtype the
+                     seed's evaluations ran in (with --seeds, --arms, --splits, --mapped, --dtype)
+  --check-dtype RUN  one training seed's arms share a dtype, since they are compared game by game:
+                     refused (one line, exit 2) when --dtype is another here than the seed's so far
 
 Inputs:  RUN/eval/<method>/s<seed>/{summary.jsonl, <split>.jsonl, <split>-mapped.jsonl, args.json}
          (evaluate.py's folders, as run.sh lays them out), RUN/dev/<name>/ (budget.py's)
@@ -25,11 +29,17 @@ Examples:
   python report.py --table results/study --reference il-long
   python report.py --failures results/study
   python report.py --failures results/study --seeds 0 1 2
+  python report.py --left results/study2 --seeds 0 1 2 --arms il il-long iwm iwm-targeted --splits test ood
 """
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
+
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
 
 import common
 import envs
@@ -48,14 +58,24 @@ def parse_args(argv=None):
                    help="RUN/failures.md: every unsolved episode of RUN/eval/ (and RUN/dev/) by how it failed")
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                    help="with --failures: only these training seeds' evaluations (no dev rows), written to "
-                        "RUN/failures-s<S>-<S>....md, so arms are compared on the seeds they share")
+                        "RUN/failures-s<S>-<S>....md, so arms are compared on the seeds they share; "
+                        "with --left and --check-dtype: the seeds to read")
     p.add_argument("--ablation", default=None, metavar="DIR",
                    help="DIR/ablation.md, .jsonl and .png from the run folders of ablate.sh")
+    p.add_argument("--left", default=None, metavar="RUN", help="per seed, the arms still to evaluate (study.sh left)")
+    p.add_argument("--check-dtype", default=None, metavar="RUN",
+                   help="refuse (exit 2) when --dtype here differs from the dtype the seeds' evaluations ran in")
+    p.add_argument("--arms", nargs="+", default=[], help="with --left: the arms of the run")
+    p.add_argument("--splits", nargs="+", default=["test", "ood"], help="with --left: the splits every arm is read on")
+    p.add_argument("--mapped", type=int, choices=[0, 1], default=0, help="with --left: 1 when every arm is also read mapped")
+    p.add_argument("--dtype", default="auto", help="with --left and --check-dtype: run.sh's DTYPE")
     args = p.parse_args(argv)
-    if sum(bool(x) for x in (args.table, args.failures, args.ablation)) != 1:
-        p.error("give one of --table RUN, --failures RUN or --ablation DIR")
-    if args.seeds is not None and not args.failures:
-        p.error("--seeds goes with --failures RUN")
+    if sum(bool(x) for x in (args.table, args.failures, args.ablation, args.left, args.check_dtype)) != 1:
+        p.error("give one of --table RUN, --failures RUN, --ablation DIR, --left RUN or --check-dtype RUN")
+    if args.seeds is not None and not (args.failures or args.left or args.check_dtype):
+        p.error("--seeds goes with --failures, --left or --check-dtype")
+    if (args.left or args.check_dtype) and args.seeds is None:
+        p.error("--left and --check-dtype need --seeds")
     if args.seeds is not None and min(args.seeds) < 0:
         p.error(f"argument --seeds: must be >= 0, got {min(args.seeds)}")
     return args
@@ -73,10 +93,32 @@ def _readings(summaries, name_seed):
             yield name, seed, row["split"], common.read_jsonl(summary.parent / file, require=common.EPISODE), summary.parent
 
 
+SHARED = "shared.json"  # {"run": "../k1", "methods": ["il", ...]}: evaluations a run reads from another
+
+
+def eval_folder(run: Path, method: str, seed) -> Path:
+    """RUN/eval/<method>/s<seed>, or the other run's where RUN/shared.json lends that method and RUN
+    has none of its own (ablate.sh: the settings of an ablation share the arms that do not depend on
+    it, evaluated once in the first setting; a file, not a link, so a zip of results/ keeps it)."""
+    own = run / "eval" / method / f"s{seed}"
+    if own.exists() or not (run / SHARED).exists():
+        return own
+    spec = common.read_jsonl(run / SHARED, require={"run": str, "methods": [str]})[0]
+    return run / spec["run"] / "eval" / method / f"s{seed}" if method in spec["methods"] else own
+
+
 def evaluations(run: Path):
-    """Every evaluation under RUN/eval/<method>/s<seed>/: (method, seed, split, episodes, folder), one
-    per line of its summary.jsonl."""
-    return _readings(sorted(run.glob("eval/*/s*/summary.jsonl")), lambda d: (d.parent.name, int(d.name[1:])))
+    """Every evaluation under RUN/eval/<method>/s<seed>/ (and those RUN/shared.json lends it):
+    (method, seed, split, episodes, folder), one per line of its summary.jsonl."""
+    own = sorted(run.glob("eval/*/s*/summary.jsonl"))
+    lent = []
+    if (run / SHARED).exists():
+        spec = common.read_jsonl(run / SHARED, require={"run": str, "methods": [str]})[0]
+        mine = {p.parent.parent.name for p in own}
+        lent = [p for m in spec["methods"] if m not in mine for p in sorted((run / spec["run"]).glob(f"eval/{m}/s*/summary.jsonl"))]
+        if not lent:
+            raise common.UserError(f"{run / SHARED}: {run / spec['run']}/eval holds none of {', '.join(spec['methods'])}")
+    return _readings(own + lent, lambda d: (d.parent.name, int(d.name[1:])))
 
 
 def dev_readings(run: Path):
@@ -183,8 +225,6 @@ def results_table(run: Path, reference: str = "il") -> list[dict]:
 
 def eval_args(folder: Path) -> dict:
     """An evaluation folder's args.json ({} where there is none, as in hand-made folders)."""
-    import json
-
     path = folder / "args.json"
     if not path.exists():
         return {}
@@ -197,7 +237,7 @@ def eval_args(folder: Path) -> dict:
 def recorded_dtype(run: Path, method: str, seed) -> str:
     """What --dtype became for one evaluation, from its args file; "auto*" (the flag, starred) where
     the file is older than dtype_resolved, "?*" where there is none."""
-    prev = eval_args(run / "eval" / method / f"s{seed}")
+    prev = eval_args(eval_folder(run, method, seed))
     return prev.get("dtype_resolved") or f"{prev.get('dtype', '?')}*"
 
 
@@ -207,8 +247,25 @@ def seed_dtypes(run: Path, seed: int) -> dict:
     return {m: d for m, d in found.items() if not d.endswith("*")}
 
 
+def left(run: Path, seeds: list[int], arms: list[str], splits: list[str], mapped: bool, dtype: str) -> list[str]:
+    """study.sh left: per seed, the arms whose evaluations (every split, and mapped ones with --mapped)
+    are not all written, and the dtypes the seed's written evaluations ran in; first, what --dtype
+    is on this machine. A study resumed over sittings is continued in the dtype its seeds began in."""
+    def done(folder: Path) -> bool:
+        summary = folder / "summary.jsonl"
+        return summary.exists() and set(splits) <= {r["split"] for r in common.read_jsonl(summary, require=common.SUMMARY)}
+    lines = [f"left: this machine's dtype (DTYPE {dtype}): {models.resolved_dtype_name(dtype)}"]
+    for seed in seeds:
+        todo = [a for a in arms if not (done(run / "eval" / a / f"s{seed}") and
+                                        (not mapped or done(run / "eval" / f"{a}-mapped" / f"s{seed}")))]
+        ran = ", ".join(sorted(set(seed_dtypes(run, seed).values()))) or "nothing yet"
+        lines.append(f"left: seed {seed}: {' '.join(todo) or 'nothing'} (its evaluations ran in: {ran})")
+    print("\n".join(lines))
+    return lines
+
+
 def check_seed_dtype(run: str, seed: str, dtype: str = "auto") -> None:
-    """run.sh, before it trains an arm: a seed's arms are compared episode by episode (the sign test),
+    """study.sh, before it runs a seed: a seed's arms are compared game by game (the paired test),
     so they all run in one dtype. bf16 and fp32 train and decode differently, and --dtype auto means
     bf16 on a CPU with native bf16 and fp32 elsewhere: a run resumed on another machine would mix them."""
     here = models.resolved_dtype_name(dtype)
@@ -226,9 +283,6 @@ def pvalue(p: float) -> str:
 
 
 def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
-    from rich.console import Console
-    from rich.table import Table
-
     ref = "IL" if reference == "il" else reference
     cols = ("method", "split", "seeds", "games", "solved", "success % [95%]", f"vs {ref}, points [95%]",
             "games +/-", "p", "MDE")
@@ -271,15 +325,11 @@ def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
 def plot_results(rows: list[dict], path: Path, title: str) -> list[str]:
     """results.png: success by method, one bar per method and split, with its 95% interval (the
     game as the unit, as in the table). Returns the bars' labels, method/split, in drawing order."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     splits = [s for s in ("test", "ood", "train") if any(r["split"] == s for r in rows)]
     methods = sorted({r["method"] for r in rows}, key=method_rank)
     by = {(r["method"], r["split"]): r for r in rows}
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(methods) + 2), 3.6))
+    fig = Figure(figsize=(max(5, 1.1 * len(methods) + 2), 3.6))
+    ax = fig.subplots()
     width = 0.8 / len(splits)
     drawn = []
     for j, split in enumerate(splits):
@@ -303,7 +353,6 @@ def plot_results(rows: list[dict], path: Path, title: str) -> list[str]:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return drawn
 
 
@@ -312,8 +361,6 @@ def plot_results(rows: list[dict], path: Path, title: str) -> list[str]:
 def _count_table(rows: list[dict], field: str, keys: list[str], title: str):
     """One count table, method x split rows and a column per key of row[field]: markdown lines and
     the rich table (its columns fold their headers instead of cutting them)."""
-    from rich.table import Table
-
     cols = ("method", "split", "episodes", "solved", *keys)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table = Table(title=title)
@@ -326,22 +373,6 @@ def _count_table(rows: list[dict], field: str, keys: list[str], title: str):
     return lines, table
 
 
-APPLIANCE_COLUMNS = ("cook moves", "right", "grill (toaster)", "fry (stove)", "roast (oven)")
-
-
-def appliance_cells(choices: list[tuple[str, str]]) -> dict:
-    """The cells of the cook-move table from (recipe's verb, verb used) pairs: the number of moves,
-    how many used the recipe's appliance (with the rate), and right / moves for each verb."""
-    right = sum(w == u for w, u in choices)
-    cells = {"cook moves": str(len(choices)),
-             "right": f"{right} ({right / len(choices):.0%})" if choices else "0"}
-    for col in APPLIANCE_COLUMNS[2:]:
-        verb = col.split()[0]
-        asked = [u for w, u in choices if w == verb]
-        cells[col] = f"{sum(u == verb for u in asked)}/{len(asked)}"
-    return cells
-
-
 def failures_name(seeds=None) -> str:
     """failures.md, or failures-s0-1-2.md for the seeds 0, 1, 2."""
     return "failures.md" if seeds is None else "failures-s" + "-".join(map(str, sorted(set(seeds)))) + ".md"
@@ -349,13 +380,11 @@ def failures_name(seeds=None) -> str:
 
 def failures(run: Path, seeds=None) -> list[dict]:
     """For every evaluation under RUN/eval/ (and every dev reading under RUN/dev/), the unsolved
-    episodes by kind of failure (envs.why_failed: for twx-cooking the move that lost the game, e.g.
-    the wrong appliance; elsewhere the step limit or a loss), pooled over seeds; for twx-cooking also
-    which appliance each wrong-appliance loss used for which verb, and how often every cook move
-    (solved games too) used the recipe's appliance -> RUN/failures.md (and rich tables). SEEDS: only
+    episodes by kind of failure, pooled over seeds, as the env's FailureReading reads them (envs/base.py:
+    the step limit or a loss; envs/twx.py for twx-cooking: the move that lost the game, which appliance
+    each wrong-appliance loss used for which verb, and how often every cook move, solved games too,
+    used the recipe's appliance) -> RUN/failures.md (and rich tables). SEEDS: only
     those training seeds' evaluations, no dev rows -> RUN/failures-s<S>-....md (failures_name)."""
-    from rich.console import Console
-
     counts: dict = {}
     chosen = None if seeds is None else sorted(set(seeds))
     readings = itertools.chain(evaluations(run), dev_readings(run)) if chosen is None else \
@@ -364,17 +393,18 @@ def failures(run: Path, seeds=None) -> list[dict]:
         args = eval_args(folder)
         env = args.get("env", "twx-cooking")
         max_steps = args.get("max_steps") or envs.default_max_steps(env)
+        reading = envs.failure_reading(env)
         row = counts.setdefault((method, split), {"method": method, "split": split, "episodes": 0, "solved": 0,
                                                   "kinds": {}, "details": {}, "choices": []})
         row["episodes"] += len(eps)
         for e in eps:
-            row["choices"] += envs.cook_choices(env, e.get("trajectory", []))  # (recipe's verb, used)
+            row["choices"] += reading.choices(e.get("trajectory", []))  # e.g. (the recipe's verb, the one used)
             if e["success"]:
                 row["solved"] += 1
             else:
-                kind = envs.why_failed(env, e.get("trajectory", []), max_steps)
+                kind = reading.why_failed(e.get("trajectory", []), max_steps)
                 row["kinds"][kind] = row["kinds"].get(kind, 0) + 1
-                detail = envs.failure_detail(env, e.get("trajectory", [])) if kind != "step limit" else None
+                detail = reading.detail(e.get("trajectory", [])) if kind != "step limit" else None
                 if detail:  # e.g. "fry -> grill": what the recipe said, what the agent did
                     row["details"][detail] = row["details"].get(detail, 0) + 1
     if not counts:
@@ -393,20 +423,17 @@ def failures(run: Path, seeds=None) -> list[dict]:
     for r in rows:
         for k, n in r["details"].items():
             details[k] = details.get(k, 0) + n
-    if details:  # twx-cooking: which appliance the recipe asked for, which one the agent used
+    if details:  # e.g. twx-cooking: which appliance the recipe asked for, which one the agent used
         more, detail_table = _count_table(rows, "details", sorted(details, key=lambda k: (-details[k], k)),
-                                          "wrong appliance: the recipe's verb -> the agent's")
-        lines += ["", "Wrong appliance, the recipe's verb -> the one the agent used (grill: toaster, roast: oven, "
-                  "fry: stove):", "", *more]
+                                          reading.detail_title)
+        lines += ["", reading.detail_caption, "", *more]
     choice_table = None
-    if any(r["choices"] for r in rows):  # twx-cooking: does the policy read the verb, or guess the appliance?
+    if any(r["choices"] for r in rows):  # e.g. twx-cooking: does the policy read the verb, or guess?
         for r in rows:
-            r["appliance"] = appliance_cells(r["choices"])
-        more, choice_table = _count_table(rows, "appliance", list(APPLIANCE_COLUMNS),
-                                          "every cook move: the recipe's appliance used / cook moves")
-        lines += ["", "Every cook move, solved games included: how often the agent used the recipe's appliance "
-                  "(right / moves, by the recipe's verb; guessing among the three is right one time in three):",
-                  "", *more]
+            r["choice_cells"] = reading.choice_cells(r["choices"])
+        columns = list(next(r["choice_cells"] for r in rows if r["choices"]))
+        more, choice_table = _count_table(rows, "choice_cells", columns, reading.choices_title)
+        lines += ["", reading.choices_caption, "", *more]
     Console().print(table)
     if details:
         Console().print(detail_table)
@@ -456,14 +483,10 @@ def ablation(root: Path) -> list[dict]:
     common.write_atomic(root / "ablation.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     # left: success (the paper's measure), bars = 95% interval; right: the mean score, which still
     # moves where success sits near 0 (one run of few episodes per point: read it as a trend)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     colors = {}
     kind = rows[0]["ablation"]
     methods = sorted({r["method"] for r in rows if r["method"] != "prompt-mapped"})
@@ -500,6 +523,12 @@ def main(argv=None):
         return write_table(Path(args.table), results_table(Path(args.table), args.reference), args.reference)
     if args.failures:
         return failures(Path(args.failures), args.seeds)
+    if args.left:
+        return left(Path(args.left), args.seeds, args.arms, args.splits, bool(args.mapped), args.dtype)
+    if args.check_dtype:
+        for seed in args.seeds:
+            check_seed_dtype(args.check_dtype, seed, args.dtype)
+        return None
     return ablation(Path(args.ablation))
 
 

@@ -64,11 +64,18 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+from matplotlib.figure import Figure
+from peft import LoraConfig, PeftModel, get_peft_model
+from tqdm import tqdm
+
 import agent
 import chat
+import checkpoint
 import common
 import envs
 import models
+import tracking
 
 
 def parse_args(argv=None):
@@ -155,9 +162,6 @@ def step_examples(tok, episodes: list[dict], advantages: list[float]) -> list[di
 def token_logprobs(model, batch, device):
     """Per-token log-probs of the action tokens (flattened), each token's advantage, and each
     token's weight: the record's answer weight "w" (1 if absent) / (tokens in its answer)."""
-    import torch
-
-
     ids, labels, mask = chat.collate(batch, 0, device)
     logp, keep = chat.target_logprobs(model, ids, mask, labels)
     adv = torch.tensor([e["adv"] for e in batch], device=device)[:, None].expand_as(keep)[keep]
@@ -170,8 +174,6 @@ def token_logprobs(model, batch, device):
 def policy_loss(logp, old_logp, ref_logp, adv, clip: float, beta: float, weight=None):
     """PPO-clipped policy gradient + beta * k3 KL, summed over tokens with optional per-token weights
     (the caller divides by the number of tokens or answers)."""
-    import torch
-
     ratio = torch.exp(logp - old_logp)
     surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip, 1 + clip) * adv)
     loss = -surrogate
@@ -198,9 +200,6 @@ def _activate(model, names: list[str]) -> None:
 
 def build_policy(args):
     """The start policy plus a fresh trainable LoRA adapter "rl" (or all weights with --full)."""
-    import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
-
     model, tok = models.load_model(args.init, dtype="fp32" if args.full else args.dtype)
     if args.full:
         if isinstance(model, PeftModel):
@@ -243,8 +242,6 @@ def evaluate_greedy(model, tok, args, pool, split: str = "test") -> float:
 
 def update(model, tok, opt, episodes: list[dict], args, device, scaler=None) -> dict:
     """One GRPO update from a batch of finished episodes, grouped by task."""
-    import torch
-
     groups: dict[str, list[dict]] = {}
     for ep in episodes:
         groups.setdefault(ep["task_id"].split("#")[0], []).append(ep)
@@ -328,18 +325,18 @@ def save_state(out: Path, args, model, opt, rng: random.Random, update_index: in
     resumes at the next update and makes the same updates (only the timing fields of curve.jsonl
     differ, as they do between any two runs). With --full this is the whole model and its optimizer
     state: on a big model, that is a large file per update."""
-    common.save_resume_point(out / STATE, args, RESUME_SETTING, {
-        "update": update_index, "weights": common.trainable_weights(model),
+    checkpoint.save_resume_point(out / STATE, args, RESUME_SETTING, {
+        "update": update_index, "weights": checkpoint.trainable_weights(model),
         "optimizer": opt.state_dict(), "rng": rng.getstate()})
 
 
 def resume(out: Path, args, model, opt, rng: random.Random) -> int:
     """The number of updates an interrupted run finished (0 for a fresh run). Their weights, optimizer
     state and task sampler are restored, and curve.jsonl is cut to them."""
-    state = common.load_resume_point(out / STATE, args, RESUME_SETTING)
+    state = checkpoint.load_resume_point(out / STATE, args, RESUME_SETTING)
     if state is None:
         return 0
-    common.restore_weights(model, state["weights"])
+    checkpoint.restore_weights(model, state["weights"])
     opt.load_state_dict(state["optimizer"])
     rng.setstate(state["rng"])
     curve = out / "curve.jsonl"
@@ -352,12 +349,8 @@ def resume(out: Path, args, model, opt, rng: random.Random) -> int:
 def plot(runs: list[str], out: str) -> None:
     """Left: greedy success on test vs update. Right: mean reward of the training rollouts (what GRPO
     optimises; with --reward score it moves long before success does)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax_r) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax, ax_r = fig.subplots(1, 2)
     for run in runs:
         rows = common.read_jsonl(Path(run) / "curve.jsonl")
         pts = [(r["update"], r["test_success"]) for r in rows if r.get("test_success") is not None]
@@ -379,22 +372,20 @@ def plot(runs: list[str], out: str) -> None:
 
 
 def main(argv=None):
-    import torch
-    from tqdm import tqdm
-
     args = parse_args(argv)
     if args.plot:
         return plot(args.plot, args.out)
-    models.check_checkpoint(args.init)  # a damaged checkpoint: one line, before any work
+    checkpoint.check_checkpoint(args.init)  # a damaged checkpoint: one line, before any work
     out = Path(args.out)
     common.lock_output(out, "rl")
-    models.recover_checkpoint(out / "ckpt")  # a save a kill interrupted: finished or rolled back
-    common.remove_stale_temps(out / STATE)
+    checkpoint.recover_checkpoint(out / "ckpt")  # a save a kill interrupted: finished or rolled back
+    checkpoint.remove_stale_temps(out / STATE)
     pool = [envs.make(args.env) for _ in range(args.batch)]  # one env (JVM) per lockstep slot, reused
     train_tasks = pool[0].tasks("train")[: args.train_tasks]
     common.set_threads(args.threads)
     common.set_seed(args.seed)
     model, tok = build_policy(args)
+    models.note_dtype(args)
     common.save_args(args, out)  # after the inputs loaded
     device = model.device
     params = [p for p in model.parameters() if p.requires_grad]
@@ -408,7 +399,6 @@ def main(argv=None):
         curve.unlink(missing_ok=True)
         if args.eval_every:
             common.append_jsonl(curve, {"update": 0, "test_success": evaluate_greedy(model, tok, args, pool)})
-    import tracking
 
     tracker = tracking.Tracker(args.track, out / "tb", vars(args), out.name)
     t0 = time.time()
@@ -441,7 +431,7 @@ def main(argv=None):
         env.close()
 
     base_name = args.init
-    models.save_checkpoint(model, tok, args, base_name, common.read_jsonl(curve), out / "ckpt",
+    checkpoint.save_checkpoint(model, tok, args, base_name, common.read_jsonl(curve), out / "ckpt",
                           adapter=None if args.full else RL_ADAPTER)
     (out / STATE).unlink(missing_ok=True)  # the run is complete: its checkpoint is the record
     print(f"saved {out / 'ckpt'}")

@@ -44,9 +44,19 @@ import random
 import time
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model
+from rich.console import Console
+from rich.text import Text
+from tqdm import tqdm
+
 import chat
+import checkpoint
 import common
 import models
+import tracking
 
 
 def parse_args(argv=None):
@@ -179,8 +189,6 @@ def length_grouped_batches(examples: list[dict], batch: int, rng: random.Random)
 def loss_module(model):
     """target_logprobs as a torch module: DistributedDataParallel synchronises the gradients of what
     runs through its forward, so the loss (not only the model) must be inside the wrapped module."""
-    import torch
-
     class TargetLogprobs(torch.nn.Module):
         def __init__(self, model):
             super().__init__()
@@ -200,8 +208,6 @@ def sft_loss_sum(model, ids, mask, labels):
 
 def full_logits_loss(model, ids, mask, labels):
     """The textbook version (logits at every position), for the test that checks target_logprobs."""
-    import torch.nn.functional as F
-
     logits = model(input_ids=ids, attention_mask=mask).logits.float()
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                            ignore_index=chat.IGNORE, reduction="sum")
@@ -247,9 +253,6 @@ def warmup_steps(args, total: int) -> int:
 # ---------------------------------------------------------------------------------------------
 def show_mask(tok, examples: list[dict], n: int) -> None:
     """Print examples with the trained tokens in green (what the loss sees) and the rest dimmed."""
-    from rich.console import Console
-    from rich.text import Text
-
     console = Console()
     for e in examples[:n]:
         text = Text()
@@ -264,16 +267,12 @@ def show_mask(tok, examples: list[dict], n: int) -> None:
 def build_model(args, device=None):
     """The model to train: a fresh LoRA adapter (or all weights with --full) over the base, or the
     checkpoint given by --init with its adapter left trainable."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
     dtype = "fp32" if args.full else args.dtype  # full fine-tuning keeps fp32 master weights
     if args.init:
         model, tok = models.load_model(args.init, dtype=dtype, trainable=True, device=device)
         cfg = Path(args.init) / "adapter_config.json"
-        import modelcard
 
-        base_name = (modelcard.base_alias(Path(args.init)) or json.loads(cfg.read_text())["base_model_name_or_path"]
+        base_name = (checkpoint.base_alias(Path(args.init)) or json.loads(cfg.read_text())["base_model_name_or_path"]
                      if cfg.exists() else args.init)
     else:
         model, tok = models.load_model(args.model, dtype=dtype, device=device)
@@ -292,9 +291,6 @@ def build_model(args, device=None):
 def setup_distributed():
     """(rank, world size, device). torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; a plain
     `python train.py` is rank 0 of 1 and never touches torch.distributed."""
-    import torch
-    import torch.distributed as dist
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1, None
@@ -309,13 +305,9 @@ def setup_distributed():
 
 
 def main(argv=None):
-    import torch
-    import torch.distributed as dist
-    from tqdm import tqdm
-
     args = parse_args(argv)
     if args.init:
-        models.check_checkpoint(args.init)  # a damaged checkpoint: one line, before any work
+        checkpoint.check_checkpoint(args.init)  # a damaged checkpoint: one line, before any work
     n_rows = 0
     for path in args.data:  # the rows' shape before the model loads (load_examples then encodes them)
         rows = common.read_jsonl(path, require=common.CHAT)
@@ -327,11 +319,12 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     # an interrupted run's resume point, read (and refused if damaged or of another setting) before
     # any model loads; restored below once the model and optimizer exist
-    saved = common.load_resume_point(resume_path(out), args, RESUME_SETTING) if not (args.export or args.show_mask) else None
+    saved = checkpoint.load_resume_point(resume_path(out), args, RESUME_SETTING) if not (args.export or args.show_mask) else None
     rank, world, device = setup_distributed()
-    common.set_threads(args.threads or max(1, (os.cpu_count() or 1) // world))  # share the cores
+    common.set_threads(args.threads or max(1, common.usable_cores() // world))  # share the cores
     common.set_seed(args.seed)
     model, tok, base_name = build_model(args, device)
+    card_base = models.base_provenance(base_name)  # what the base is, for each checkpoint's model card
     examples = load_examples(tok, args.data, args.max_len)  # every row checked, whatever follows
     if args.export:
         rows = export_rows(args.data)
@@ -343,8 +336,9 @@ def main(argv=None):
         return
     if rank == 0:
         common.lock_output(out.parent, f"train-{out.name}")
-        models.recover_checkpoint(out)  # a save a kill interrupted: finished or rolled back
-        common.remove_stale_temps(resume_path(out))
+        checkpoint.recover_checkpoint(out)  # a save a kill interrupted: finished or rolled back
+        checkpoint.remove_stale_temps(resume_path(out))
+        models.note_dtype(args)
         common.save_args(args, out.parent, f"{out.name}.args.json")
     if args.batch < world:
         raise common.UserError(f"--batch {args.batch} is smaller than the {world} processes")
@@ -367,19 +361,18 @@ def main(argv=None):
         # batch's target count and multiplies by `world`, so the average is the single-process gradient.
         loss_fn = torch.nn.parallel.DistributedDataParallel(loss_fn, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
-    import tracking
 
     tracker = tracking.Tracker(args.track if rank == 0 else "none", out.parent / f"{out.name}-tb", vars(args), out.name)
     log, batches, t0, tokens_seen, first = [], [], time.time(), 0, 0
     state = saved
     if not state and args.continue_from:  # a shorter constant-schedule run of the same setting, continued
-        state = common.load_resume_point(args.continue_from, args, CONTINUE_SETTING, what="another run to continue")
+        state = checkpoint.load_resume_point(args.continue_from, args, CONTINUE_SETTING, what="another run to continue")
         if state is None:
             raise common.UserError(f"--continue-from {args.continue_from}: no such state file")
         if state["step"] > total:
             raise common.UserError(f"--continue-from {args.continue_from}: it is at step {state['step']}, past --steps {total}")
     if state:  # an interrupted run: its weights, optimizer, schedule, batch order and log
-        common.restore_weights(model, state["weights"])
+        checkpoint.restore_weights(model, state["weights"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -391,7 +384,7 @@ def main(argv=None):
         if rank == 0:
             print(f"resuming {out} after step {first} of {total} ({resume_path(out).name})")
     def train_state() -> dict:  # everything the next step depends on (a resume point, a continuation)
-        return {"step": len(log), "weights": common.trainable_weights(model), "optimizer": opt.state_dict(),
+        return {"step": len(log), "weights": checkpoint.trainable_weights(model), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "batches": batches, "log": log,
                 "tokens_seen": tokens_seen, "seconds": time.time() - t0}
@@ -441,16 +434,16 @@ def main(argv=None):
             steps_dir = out.parent / f"{out.name}-steps"  # the imitation learning curve, for budget.py
             steps_dir.mkdir(exist_ok=True)
             folder = steps_dir / f"step-{step + 1:05d}"
-            models.save_checkpoint(model, tok, args, base_name, log, folder)
+            checkpoint.save_checkpoint(model, tok, args, base_name, log, folder, provenance=card_base)
             if args.schedule == "constant":  # the point can be continued (train.py --continue-from)
-                common.save_resume_point(folder / STATE_FILE, args, RESUME_SETTING, train_state())
+                checkpoint.save_resume_point(folder / STATE_FILE, args, RESUME_SETTING, train_state())
         if rank == 0 and args.resume_every and (step + 1) % args.resume_every == 0 and step + 1 < total:
-            common.save_resume_point(resume_path(out), args, RESUME_SETTING, train_state())
+            checkpoint.save_resume_point(resume_path(out), args, RESUME_SETTING, train_state())
     tracker.close()
     if rank == 0:
-        models.save_checkpoint(model, tok, args, base_name, log, out)
+        checkpoint.save_checkpoint(model, tok, args, base_name, log, out, provenance=card_base)
         if args.schedule == "constant":
-            common.save_resume_point(out / STATE_FILE, args, RESUME_SETTING, train_state())
+            checkpoint.save_resume_point(out / STATE_FILE, args, RESUME_SETTING, train_state())
         resume_path(out).unlink(missing_ok=True)  # finished: only the checkpoint stays
         print(f"saved {out} ({total} steps, {len(examples)} examples, final loss {log[-1]['loss']:.3f}, "
               f"{time.time() - t0:.0f} s, {world} process{'es' if world > 1 else ''})")

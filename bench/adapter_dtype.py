@@ -26,16 +26,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import common  # noqa: E402
-import prompts  # noqa: E402
+import torch
+from peft import PeftModel
+
 import agent
+import common  # noqa: E402
 import models
+import prompts  # noqa: E402
 
 
 def load(ckpt: str, way: str):
-    import torch
-    from peft import PeftModel
-
     if way == "exact":
         return models.load_model(ckpt, dtype="fp32")  # merged in fp32
     base_name = json.loads((Path(ckpt) / "adapter_config.json").read_text())["base_model_name_or_path"]
@@ -50,8 +50,6 @@ def load(ckpt: str, way: str):
 
 
 def main(argv=None):
-    import torch
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a LoRA checkpoint folder written by train.py")
     p.add_argument("--data", default=None, help="states to answer (default: expert.jsonl next to ckpt/)")

@@ -27,6 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rich.console import Console
+from rich.table import Table
+
 import common  # noqa: E402
 import models  # noqa: E402
 
@@ -90,8 +93,6 @@ def main(argv=None):
     if not lib or not Path(lib).exists():
         sys.exit("error: libjemalloc.so.2 not found (apt install libjemalloc2, or --jemalloc PATH)")
     print(json.dumps({**vars(args), "jemalloc": lib}, indent=2))
-    from rich.console import Console
-    from rich.table import Table
 
     ways = [("glibc malloc", None), ("jemalloc", lib)]
     results = {name: [] for name, _ in ways}

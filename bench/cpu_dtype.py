@@ -30,8 +30,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import common  # noqa: E402
+import torch
+from peft import LoraConfig, get_peft_model
+from rich.console import Console
+from rich.table import Table
+
 import agent
+import common  # noqa: E402
 import models
 
 
@@ -57,8 +62,6 @@ def cpu_name() -> str:
 
 
 def time_matmul(dtype, tokens, d_in, d_out):
-    import torch
-
     a, b = torch.randn(tokens, d_in, dtype=dtype), torch.randn(d_in, d_out, dtype=dtype)
     a @ b  # warm-up
     n, t = 0, time.perf_counter()
@@ -70,8 +73,6 @@ def time_matmul(dtype, tokens, d_in, d_out):
 
 def time_train_step(model, tokens):
     """One forward + backward of the LoRA model on `tokens` random tokens, in train.py's autocast."""
-    import torch
-
     ids = torch.randint(0, model.config.vocab_size, (1, tokens))
     with models.train_autocast(model):
         t = time.perf_counter()
@@ -93,8 +94,6 @@ def time_generate(model, tok, new_tokens):
 
 def main(argv=None):
     args = parse_args(argv)
-    import torch
-    from peft import LoraConfig, get_peft_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -115,8 +114,6 @@ def main(argv=None):
     result = {"cpu": cpu_name(), "torch": torch.__version__, "capability": torch.backends.cpu.get_cpu_capability(),
               "fast_bf16": models.fast_bf16("cpu"), "auto_picks": str(models.resolve_dtype("auto", "cpu")),
               "threads": torch.get_num_threads(), "tokens": args.tokens, "repeats": args.repeats, "rows": []}
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"{result['cpu']} ({result['capability']}, fast bf16: {result['fast_bf16']}, "
                         f"auto = {result['auto_picks']})")

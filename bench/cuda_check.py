@@ -47,10 +47,22 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import common  # noqa: E402
+import peft
+import torch
+import transformers
+from peft import PeftModel
+from rich.console import Console
+from rich.table import Table
+from torch.profiler import ProfilerActivity
+from torch.profiler import profile as torch_profile
+from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
 import agent
 import chat
+import common  # noqa: E402
 import models
+import rl
+import train
 
 # Layer shapes of released chat models (their vocabularies are replaced by the tokenizer's: 49,152
 # words for SmolLM2's, so "8b" here is Llama-3.1-8B's 32 layers with a smaller embedding, 7.5 B).
@@ -82,14 +94,10 @@ def parse_args(argv=None):
 
 
 def gpu_gb() -> float:
-    import torch
-
     return round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else float("nan")
 
 
 def reset_peak() -> None:
-    import torch
-
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -97,17 +105,12 @@ def reset_peak() -> None:
 
 
 def sync() -> None:
-    import torch
-
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
 def build(shape: str, tokenizer: str, out: Path) -> int:
     """A random Llama of this shape in bf16, saved with the tokenizer; returns its parameter count."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
     tok = AutoTokenizer.from_pretrained(tokenizer)
     config = LlamaConfig(vocab_size=len(tok), max_position_embeddings=8192, bos_token_id=tok.bos_token_id,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **SHAPES[shape])
@@ -170,10 +173,6 @@ def generate_check(model_dir: Path, chats: list, new_tokens: int) -> tuple[dict,
 
 def grpo_check(ckpt: Path, chats: list, answers: list) -> dict:
     """One rl.update over 16 episodes x 4 steps built from real states and sampled answer ids."""
-    import torch
-
-    import rl
-
     args = SimpleNamespace(init=str(ckpt), full=False, dtype="auto", lora_r=16, seed=0, reward="score",
                            invalid_penalty=0.0, kl=0.05, micro_batch=8, clip=0.2, inner_epochs=1,
                            norm="episode", lr=1e-5)
@@ -201,11 +200,6 @@ def grpo_check(ckpt: Path, chats: list, answers: list) -> dict:
 def adapter_check(ckpt: Path, chats: list) -> dict:
     """Logits of the trained checkpoint three ways: bf16 with the adapter apart (what load_model
     does), fp32 merged (the reference), bf16 merged (what it did before)."""
-    import torch
-    from peft import PeftModel
-
-    import train
-
     tok = models._load_tokenizer(str(ckpt))
     rows = [{"ids": tok(chat.render(tok, c, add_generation_prompt=True), add_special_tokens=False)["input_ids"][-256:]}
             for c in chats[:8]]
@@ -234,8 +228,6 @@ def adapter_speed(ckpt: Path, chats: list, new_tokens: int) -> dict:
     """Generated tokens/s through the checkpoint with its adapter in bf16 (models.load_model) and in
     fp32 (peft's default: every adapted layer casts its input up and back), the two ways alternating
     after a full-size warm-up each, median of 3."""
-    from peft import PeftModel
-
     base_name = json.loads((ckpt / "adapter_config.json").read_text())["base_model_name_or_path"]
     bf16, tok = models.load_model(str(ckpt))
     fp32 = PeftModel.from_pretrained(models.load_model(base_name)[0], str(ckpt))  # autocast_adapter_dtype=True
@@ -263,12 +255,6 @@ def adapter_speed(ckpt: Path, chats: list, new_tokens: int) -> dict:
 def profile(model_dir: Path, data: str, chats: list, new_tokens: int, out: Path) -> dict:
     """Where a step's time goes: collate / forward / backward / optimizer of train.py's loop, and
     agent.generate against a plain model.generate on the same left-padded batch."""
-    import torch
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
-    import train
-
     targs = train.parse_args(["--model", str(model_dir), "--data", data, "--out", str(out.parent / "unused")])
     model, tok, _ = train.build_model(targs)
     examples = train.load_examples(tok, [data], targs.max_len)
@@ -310,7 +296,6 @@ def profile(model_dir: Path, data: str, chats: list, new_tokens: int, out: Path)
     reset_peak()
     model, tok = models.load_model(str(model_dir))
     model.eval()
-    from transformers import GenerationConfig
 
     cfg = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
                            eos_token_id=chat.stop_token_ids(tok), min_new_tokens=new_tokens)
@@ -344,12 +329,6 @@ def profile(model_dir: Path, data: str, chats: list, new_tokens: int, out: Path)
 
 
 def main(argv=None):
-    import torch
-    import transformers
-    import peft
-    from rich.console import Console
-    from rich.table import Table
-
     args = parse_args(argv)
     args.tokenizer = args.tokenizer or str(models.embedded_model_dir())
     work = Path(args.work or tempfile.mkdtemp(prefix="cuda-check-"))

@@ -16,9 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rich.console import Console
+from rich.table import Table
+
+import agent
 import common  # noqa: E402
 import envs  # noqa: E402
-import agent
 import models
 
 
@@ -58,8 +61,6 @@ def main():
             s, tokens, eps = play(model, tok, args.env, tasks, b, args.max_steps, args.max_new_tokens)
             res[name].append((s, tokens, sum(e["success"] for e in eps)))
             print(f"repeat {r} {name}: {s:.1f} s, {tokens} tokens, {len(eps) / s:.3f} episodes/s", flush=True)
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"{args.model} {args.dtype} threads={args.threads or 'all'} episodes={args.episodes}")
     for c in ("way", "median s", "episodes/s", "tokens/s", "successes"):

@@ -22,9 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import common  # noqa: E402
+import torch
+from rich.console import Console
+from rich.table import Table
+
 import chat
+import common  # noqa: E402
 import models
+import train
 
 
 def parse_args(argv=None):
@@ -46,12 +51,6 @@ def timed(fn, repeats=3):
 
 
 def main(argv=None):
-    import torch
-    from rich.console import Console
-    from rich.table import Table
-
-    import train
-
     args = parse_args(argv)
     common.set_threads(args.threads)
     dt = models.resolve_dtype(args.dtype, "cpu" if not torch.cuda.is_available() else "cuda")

@@ -17,14 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import torch
+from peft import PeftModel
+
 import common  # noqa: E402
 import models
 
 
 def main(argv=None):
-    import torch
-    from peft import PeftModel
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a LoRA checkpoint folder")
     p.add_argument("--start", default=None, help="what the update is measured from (default: the checkpoint's base)")

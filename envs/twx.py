@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from envs.base import EnvError, TextEnv, ensure_java
+from envs.base import EnvError, FailureReading, TextEnv, ensure_java
 
 # game name -> (TextWorldExpress game, base params, ood params, step limit)
 GAMES = {
@@ -128,6 +128,40 @@ def cooking_failure(trajectory: list[dict], max_steps: int) -> str:
     return "other loss"
 
 
+class CookingReading(FailureReading):
+    """report.py --failures on twx-cooking: the move that lost the game (cooking_failure), the
+    appliance confusion of a wrong-appliance loss (wrong_appliance), and whether every cook move used
+    the recipe's appliance (cook_choices), as right / moves per verb."""
+    detail_title = "wrong appliance: the recipe's verb -> the agent's"
+    detail_caption = "Wrong appliance, the recipe's verb -> the one the agent used (grill: toaster, roast: oven, fry: stove):"
+    choices_title = "every cook move: the recipe's appliance used / cook moves"
+    choices_caption = ("Every cook move, solved games included: how often the agent used the recipe's appliance "
+                       "(right / moves, by the recipe's verb; guessing among the three is right one time in three):")
+    COLUMNS = ("cook moves", "right", "grill (toaster)", "fry (stove)", "roast (oven)")
+
+    def why_failed(self, trajectory: list[dict], max_steps: int) -> str:
+        return cooking_failure(trajectory, max_steps)
+
+    def detail(self, trajectory: list[dict]) -> str | None:
+        pair = wrong_appliance(trajectory)
+        return f"{pair[0]} -> {pair[1]}" if pair else None
+
+    def choices(self, trajectory: list[dict]) -> list[tuple[str, str]]:
+        return cook_choices(trajectory)
+
+    def choice_cells(self, choices: list[tuple[str, str]]) -> dict:
+        """The number of cook moves, how many used the recipe's appliance (with the rate), and
+        right / moves for each verb."""
+        right = sum(w == u for w, u in choices)
+        cells = {"cook moves": str(len(choices)),
+                 "right": f"{right} ({right / len(choices):.0%})" if choices else "0"}
+        for col in self.COLUMNS[2:]:
+            verb = col.split()[0]
+            asked = [u for w, u in choices if w == verb]
+            cells[col] = f"{sum(u == verb for u in asked)}/{len(asked)}"
+        return cells
+
+
 N_TRAIN_SEEDS, N_DEV_SEEDS = 700, 100  # train-fold seeds [0, 700) train, [700, 800) dev, [800, 1000) test
 
 
@@ -147,6 +181,14 @@ def _override(params: str, overrides: str) -> str:
 
 
 class TWXEnv(TextEnv):
+    @classmethod
+    def step_limit(cls, name: str) -> int:
+        return GAMES[name.split(":")[0]][3]  # one class, a step limit per game
+
+    @classmethod
+    def failure_reading(cls, name: str) -> FailureReading:
+        return CookingReading() if name.split(":")[0] == "twx-cooking" else FailureReading()
+
     def __init__(self, name: str = "twx-cooking"):
         base, _, overrides = name.partition(":")
         if base not in GAMES:

@@ -29,8 +29,12 @@ def test_ablation_over_k(tmp_path):
     for k in (1, 2):
         expected = sum(1 + min(k, sum(a["source"] == "valid" for a in s["alternatives"])) for s in states)
         assert len(common.read_jsonl(out / f"k{k}" / "iwm.jsonl")) == expected
-    # ... and not the imitation arm: trained once, linked into K=2, the same numbers in both settings
-    assert (out / "k2" / "ckpt" / "il-s0").is_symlink() and not (out / "k1" / "ckpt" / "il-s0").is_symlink()
+    # ... and not the imitation arm: trained once, in K=1, lent to K=2 by a file (no links anywhere),
+    # the same numbers in both settings; the collection's files are hard links (regular files)
+    assert (out / "k1" / "ckpt" / "il-s0").is_dir() and not (out / "k2" / "ckpt" / "il-s0").exists()
+    assert json.loads((out / "k2" / "shared.json").read_text()) == {"run": "../k1", "methods": ["il", "prompt", "prompt-mapped"]}
+    assert not [p for p in out.rglob("*") if p.is_symlink()]
+    assert (out / "k2" / "expert.jsonl").stat().st_ino == (out / "data" / "expert.jsonl").stat().st_ino
     il = {(r["split"], r["value"]): r["success"] for r in rows if r["method"] == "il"}
     assert il[("test", 1)] == il[("test", 2)] and il[("ood", 1)] == il[("ood", 2)]
     assert (out / "ablation.png").read_bytes()[:4] == b"\x89PNG" and "score (mean)" in (out / "ablation.md").read_text()

@@ -3,6 +3,7 @@ only), whatever the model's generation_config.json says; parsing actions."""
 import json
 
 import pytest
+import torch
 
 import agent
 import models
@@ -62,7 +63,6 @@ def test_loaded_model_keeps_none_of_its_generation_defaults(tmp_path, monkeypatc
     agent.generate(loaded, tok, CHATS, max_new_tokens=3, temperature=0.5)
     assert built == [[], ["TemperatureLogitsWarper"]]
     # greedy is the argmax: the same answer as an explicit argmax loop over the logits
-    import torch
 
     ids = tok(agent.render(tok, CHATS[0], add_generation_prompt=True), return_tensors="pt",
               add_special_tokens=False)["input_ids"]
@@ -78,8 +78,6 @@ def test_loaded_model_keeps_none_of_its_generation_defaults(tmp_path, monkeypatc
 
 def test_sampling_follows_the_full_distribution(tiny):
     """Samples at temperature 1 reach tokens outside the top 50 as often as the softmax says."""
-    import torch
-
     model, tok = tiny
     chat = [{"role": "user", "content": "x"}]
     ids = tok(agent.render(tok, chat, add_generation_prompt=True), return_tensors="pt", add_special_tokens=False)["input_ids"]

@@ -10,6 +10,10 @@ import envs
 import prompts
 
 pytest.importorskip("bfcl_eval", reason="pip install --no-deps bfcl-eval==2026.3.23")
+import collect
+import evaluate
+import iwm
+import reflect
 from envs import bfcl  # noqa: E402
 
 
@@ -176,11 +180,6 @@ def test_state_text_shows_request_tools_and_results(env):
 
 
 def test_spine_runs_on_bfcl_with_the_tiny_model(tmp_path):
-    import collect
-    import evaluate
-    import iwm
-    import reflect
-
     run = tmp_path / "run"
     collect.main(["--env", "bfcl", "--tasks", "2", "--k-iwm", "2", "--k-sr", "1", "--model", "tiny-random",
                   "--dtype", "fp32", "--out", str(run)])

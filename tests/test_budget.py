@@ -1,12 +1,14 @@
 """budget.py: the rule that picks the imitation budget on dev, and the sweep end to end."""
 import json
+import os
+import subprocess
 
 import pytest
 
 import budget
 import common
 import train
-from conftest import run_script
+from conftest import ROOT, run_script
 
 
 def pts(successes, n=50, every=10):
@@ -77,13 +79,6 @@ def test_a_given_budget_is_written_the_same_way(tmp_path):
 def test_run_sh_reads_the_budget_back_through_a_check(tmp_path):
     """run.sh trusts no file it wrote: a budget of 0 steps, a torn file or one without `steps` stops it
     with one line naming the file (never the default 2 epochs instead), before any training."""
-    import json
-    import os
-    import subprocess
-
-    import common
-    from conftest import ROOT
-
     run = tmp_path / "run"
     run.mkdir()
     (run / "collect_stats.json").write_text("{}")  # stage 1 done

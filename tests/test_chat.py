@@ -5,6 +5,7 @@ the loss mask of the default template (every assistant turn and its end token; n
 import json
 
 import pytest
+from transformers import AutoTokenizer
 
 import chat
 import common
@@ -40,8 +41,6 @@ TOOLS = (  # Qwen2.5 / Hermes style: schemas in the system turn, calls as <tool_
 
 
 def _tok(template, specials=()):
-    from transformers import AutoTokenizer
-
     tok = AutoTokenizer.from_pretrained(str(models.tiny_model_dir()))
     if specials:
         tok.add_special_tokens({"additional_special_tokens": list(specials)})

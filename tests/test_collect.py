@@ -1,29 +1,16 @@
-"""collect.py, iwm.py, reflect.py: schemas, branching, determinism, resume, filters."""
+"""collect.py and iwm.py: schemas, branching, determinism, resume (reflect.py: test_reflect.py)."""
 import shutil
 
-import pytest
-
+import agent
 import collect
 import common
-import agent
+from conftest import COLLECT_ARGS
 import envs
 import iwm
 import prompts
-import reflect
 
-ARGS = ["--env", "twx-cooking", "--tasks", "3", "--k-iwm", "3", "--k-sr", "2", "--model", "tiny-random",
-        "--dtype", "fp32", "--chunk", "1"]
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("collect")
-    collect.main(ARGS + ["--out", str(out)])
-    return out
-
-
-def test_expert_lines_reproduce_the_gold_path(run):
-    rows = common.read_jsonl(run / "expert.jsonl")
+def test_expert_lines_reproduce_the_gold_path(collected):
+    rows = common.read_jsonl(collected / "expert.jsonl")
     with envs.make("twx-cooking") as env:
         for task in env.tasks("train")[:3]:
             mine = [r for r in rows if r["task_id"] == task["task_id"]]
@@ -37,9 +24,9 @@ def test_expert_lines_reproduce_the_gold_path(run):
             assert env.success()
 
 
-def test_rollouts_have_k_real_alternatives(run):
-    rows = common.read_jsonl(run / "rollouts.jsonl")
-    assert len(rows) == len(common.read_jsonl(run / "expert.jsonl"))
+def test_rollouts_have_k_real_alternatives(collected):
+    rows = common.read_jsonl(collected / "rollouts.jsonl")
+    assert len(rows) == len(common.read_jsonl(collected / "expert.jsonl"))
     with envs.make("twx-cooking") as env:
         tasks = {t["task_id"]: t for t in env.tasks("train")[:3]}
         for r in rows:
@@ -58,24 +45,24 @@ def test_rollouts_have_k_real_alternatives(run):
             assert env.step(a["action"]) == (a["next_state"], a["reward"], a["done"])
 
 
-def test_rerun_is_byte_identical_and_resume_loses_nothing(run, tmp_path):
+def test_rerun_is_byte_identical_and_resume_loses_nothing(collected, tmp_path):
     again = tmp_path / "again"
-    collect.main(ARGS + ["--out", str(again)])
+    collect.main(COLLECT_ARGS + ["--out", str(again)])
     for name in ("expert.jsonl", "rollouts.jsonl"):
-        assert (again / name).read_bytes() == (run / name).read_bytes()
+        assert (again / name).read_bytes() == (collected / name).read_bytes()
     # a run killed midway: the first task complete, the second half-written in rollouts.jsonl
     cut = tmp_path / "cut"
     cut.mkdir()
-    ex, ro = common.read_jsonl(run / "expert.jsonl"), common.read_jsonl(run / "rollouts.jsonl")
+    ex, ro = common.read_jsonl(collected / "expert.jsonl"), common.read_jsonl(collected / "rollouts.jsonl")
     first = ex[0]["task_id"]
     n1 = sum(r["task_id"] == first for r in ex)
     common.write_jsonl(cut / "expert.jsonl", ex[: n1 + 4])
     common.write_jsonl(cut / "rollouts.jsonl", ro[: n1 + 2])
-    collect.main(ARGS + ["--out", str(cut)])
+    collect.main(COLLECT_ARGS + ["--out", str(cut)])
     for name in ("expert.jsonl", "rollouts.jsonl"):
-        assert (cut / name).read_bytes() == (run / name).read_bytes()
+        assert (cut / name).read_bytes() == (collected / name).read_bytes()
     # the stats describe the whole collection, not only the part this (resumed) run added
-    full, resumed = (common.read_jsonl(d / "collect_stats.json")[0] for d in (run, cut))
+    full, resumed = (common.read_jsonl(d / "collect_stats.json")[0] for d in (collected, cut))
     assert full["tasks"] == resumed["tasks"] == 3 and full["this_run"]["tasks"] == 3
     assert resumed["this_run"]["tasks"] == 2
     assert full["expert_steps"] == resumed["expert_steps"] == len(ex)
@@ -84,11 +71,11 @@ def test_rerun_is_byte_identical_and_resume_loses_nothing(run, tmp_path):
     assert full["replaced"] == sum(a.get("replaced", False) for r in ro for a in r["alternatives"])
 
 
-def test_iwm_examples_predict_the_observation(run, tmp_path):
-    shutil.copy(run / "rollouts.jsonl", tmp_path)
-    shutil.copy(run / "expert.jsonl", tmp_path)
+def test_iwm_examples_predict_the_observation(collected, tmp_path):
+    shutil.copy(collected / "rollouts.jsonl", tmp_path)
+    shutil.copy(collected / "expert.jsonl", tmp_path)
     iwm.main(["--run", str(tmp_path), "--max-words", "5"])
-    rows, ro = common.read_jsonl(tmp_path / "iwm.jsonl"), common.read_jsonl(run / "rollouts.jsonl")
+    rows, ro = common.read_jsonl(tmp_path / "iwm.jsonl"), common.read_jsonl(collected / "rollouts.jsonl")
     assert len(rows) == 4 * len(ro)  # expert + 3 valid alternatives per state
     for r in rows:
         system, user, target = r["messages"]
@@ -99,41 +86,6 @@ def test_iwm_examples_predict_the_observation(run, tmp_path):
                                                             for a in x["alternatives"] + [x["expert"]]}
     iwm.main(["--run", str(tmp_path), "--ratio", "1"])
     assert len(common.read_jsonl(tmp_path / "iwm.jsonl")) == len(ro)
-
-
-def test_reflection_filter_drops_planted_bad_examples():
-    a = "open fridge"
-    assert reflect.judge("I should open the fridge because the recipe needs the carrot inside it.", a, "append", 6)[0] is None
-    assert reflect.judge("The fridge holds the carrot I need, so opening it comes first.\nAction: open fridge", a, "model", 6)[0] is None
-    assert reflect.judge("I need the knife first to slice things later on.\nAction: take knife", a, "model", 6)[0] == "wrong or missing conclusion"
-    assert reflect.judge("I need the knife first to slice things later on.", a, "model", 6)[0] == "wrong or missing conclusion"
-    assert reflect.judge("I need the knife first to slice things later on.\nAction: take knife", a, "append", 6)[0] == "wrong or missing conclusion"
-    assert reflect.judge("The expert chose this, so opening the fridge is right here.", a, "append", 6)[0] == "label word"
-    assert reflect.judge("Action 1 is the one that opens the fridge for the recipe.", a, "append", 6)[0] == "label word"
-    assert reflect.judge("I open it. I open it. I open it. I open it.", a, "append", 3)[0] == "repetition"
-    assert reflect.judge("Open it.", a, "append", 6)[0] == "too short"
-    assert reflect.judge("I should open the fridge because the recipe needs the", a, "append", 6)[0] == "cut off"
-
-
-def test_reflect_writes_thought_then_expert_action_and_resumes(run, tmp_path):
-    shutil.copy(run / "rollouts.jsonl", tmp_path)
-    ro = {r["id"]: r for r in common.read_jsonl(run / "rollouts.jsonl")}
-    first = next(iter(ro))
-    planted = "I should take the cookbook first because the recipe inside tells me what to cook."
-    # an earlier, interrupted run wrote one reflection: it must be kept as is, not generated again
-    common.append_jsonl(tmp_path / "reflections.jsonl", {"id": first, "text": planted, "thought": planted, "dropped": None})
-    reflect.main(["--run", str(tmp_path), "--model", "tiny-random", "--dtype", "fp32", "--min-words", "1",
-                  "--max-new-tokens", "12"])
-    logs = common.read_jsonl(tmp_path / "reflections.jsonl")
-    kept = common.read_jsonl(tmp_path / "reflect.jsonl")
-    assert sorted(x["id"] for x in logs) == sorted(ro) and logs[0]["text"] == planted
-    assert len(kept) == sum(not x["dropped"] for x in logs) >= 1
-    for k in kept:
-        answer = k["messages"][-1]["content"]
-        assert answer.startswith("Thought: ") and answer.endswith(f"\nAction: {ro[k['id']]['expert']['action']}")
-        assert agent.parse_action(answer) == ro[k["id"]]["expert"]["action"]
-        assert k["messages"][0]["content"] == prompts.POLICY_SYSTEM
-    assert kept[0]["messages"][-1]["content"] == f"Thought: {planted}\nAction: {ro[first]['expert']['action']}"
 
 
 def test_policy_proposals_for_world_modelling_keep_invalid_moves(monkeypatch, tmp_path):

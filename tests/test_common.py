@@ -1,7 +1,9 @@
-"""common.py: JSONL reading (errors naming file and line), torn last lines, stable writes."""
+"""common.py: JSONL reading (errors naming file and line), torn last lines, stable writes, threads."""
 import json
+import os
 
 import pytest
+import torch
 
 import common
 
@@ -30,3 +32,21 @@ def test_jsonl_writes_are_readable_and_stable(tmp_path):
     rows = [{"id": "1", "text": "ünï"}, {"id": "2", "b": [1, 2]}]
     common.write_jsonl(p, rows)
     assert common.read_jsonl(p) == rows and json.loads(p.read_text().splitlines()[0])["text"] == "ünï"
+
+
+def test_threads_follow_the_cores_this_process_may_use():
+    # taskset / a container's CPU set: one thread per usable core, not per core of the machine
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    before, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    try:
+        os.sched_setaffinity(0, {min(before)})
+        assert common.usable_cores() == 1
+        common.set_threads(0)
+        assert torch.get_num_threads() == 1
+        common.set_threads(3)  # asked for: given
+        assert torch.get_num_threads() == 3
+    finally:
+        os.sched_setaffinity(0, before)
+        torch.set_num_threads(threads)
+    assert common.usable_cores() == len(before)

@@ -6,8 +6,12 @@ import subprocess
 import sys
 
 import pytest
+from safetensors.torch import load_file
 
 import collect
+import evaluate
+import reflect
+import train
 from conftest import ROOT, run_script
 
 
@@ -45,8 +49,6 @@ def test_uneven_micro_batches_never_hang_and_give_one_process_weights(data, tmp_
     """--batch 5 --micro-batch 2 over 2 processes: shares of 3 and 2 examples would be 2 and 1
     micro-batches, so 2 and 1 backward passes and unpaired all-reduces (a hang). Every rank runs as
     many micro-batches as the others; the result equals one process's, weight for weight."""
-    from safetensors.torch import load_file
-
     common_args = ["--model", "tiny-random", "--dtype", "fp32", "--data", str(data), "--steps", "4",
                    "--batch", "5", "--micro-batch", "2", "--lr", "1e-2", "--seed", "3"]
     one = run_script("train.py", *common_args, "--threads", "1", "--out", tmp_path / "one")
@@ -73,8 +75,6 @@ def test_uneven_micro_batches_never_hang_and_give_one_process_weights(data, tmp_
 
 
 def test_every_rank_gets_the_same_number_of_micro_batches():
-    import train
-
     batch = list(range(5))
     for world, micro in ((2, 2), (2, 1), (3, 2), (4, 4), (2, 5)):
         parts = [train.micro_batches(batch, r, world, micro) for r in range(world)]
@@ -93,9 +93,6 @@ def _cat(*files):
 def test_shards_concatenate_to_the_one_process_files(tmp_path):
     """collect.py, reflect.py and evaluate.py with --shard 0/2 and 1/2 in two folders: the
     concatenated JSONL files are byte-identical to one process's."""
-    import evaluate
-    import reflect
-
     args = ["--env", "twx-cooking", "--tasks", "3", "--k-iwm", "1", "--k-sr", "2", "--model", "tiny-random",
             "--dtype", "fp32", "--chunk", "1"]
     one, s0, s1 = tmp_path / "one", tmp_path / "s0", tmp_path / "s1"

@@ -6,7 +6,7 @@ import re
 from conftest import ROOT
 
 MODULES = ("common", "models", "chat", "agent", "prompts", "evaluate", "report", "train", "collect", "iwm", "reflect",
-           "rl", "budget", "modelcard", "tracking")
+           "rl", "budget", "checkpoint", "tracking", "stats", "probe", "merge")
 
 
 def defined(path) -> set:

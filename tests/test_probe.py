@@ -2,6 +2,7 @@
 and a model trained on the targeted data predicts its own training transitions better than before
 (a learning test of the probe itself)."""
 
+import collect
 import common
 import iwm
 import probe
@@ -28,8 +29,6 @@ def test_score_reads_the_observation_and_the_ending_note():
 
 
 def test_probe_sees_what_a_trained_world_model_learned(tmp_path):
-    import collect
-
     collect.main(["--env", "twx-cooking", "--tasks", "2", "--k-iwm", "1", "--k-sr", "0", "--consequential",
                   "--out", str(tmp_path)])
     iwm.main(["--run", str(tmp_path), "--targeted", "--max-words", "8", "--out", str(tmp_path / "t.jsonl")])

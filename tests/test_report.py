@@ -4,6 +4,7 @@ import json
 import pytest
 
 import common
+import envs
 import report
 import stats
 from conftest import run_script
@@ -153,10 +154,57 @@ def test_the_command_line_writes_the_table_and_refuses_bad_input_in_one_line(tmp
     assert "| il | test | 1 | 2 | 1/2 | 50.0 [" in (tmp_path / "results.md").read_text()
     for args, text in [((), "give one of --table RUN"),
                        (("--table", tmp_path, "--failures", tmp_path), "give one of --table RUN"),
-                       (("--table", tmp_path, "--seeds", "0"), "--seeds goes with --failures RUN"),
+                       (("--table", tmp_path, "--seeds", "0"), "--seeds goes with --failures, --left or --check-dtype"),
                        (("--failures", tmp_path, "--seeds", "-1"), "argument --seeds: must be >= 0, got -1"),
                        (("--table", tmp_path / "nothing"), "nothing/eval: no evaluation summaries found")]:
         r = run_script("report.py", *args)
         assert r.returncode == 2 and text in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) <= 2, r.stderr  # argparse: its usage line, then the error
     assert not (tmp_path / "nothing").exists()
+
+
+def test_a_new_env_brings_its_own_failure_reading(tmp_path, monkeypatch):
+    """Adding an env is one file and one registry line: report.py --failures reads its episodes through
+    the env class's FailureReading (here a stand-in env whose losses are read from the last move), and
+    an env without one gets the step limit or a loss."""
+    class KeyReading(envs.FailureReading):
+        detail_title, detail_caption = "door -> key", "Doors tried, the key held:"
+        choices_title, choices_caption = "doors", "Every door:"
+
+        def why_failed(self, trajectory, max_steps):
+            return "opened the wrong door" if trajectory[-1]["action"].startswith("open") else "other"
+
+        def detail(self, trajectory):
+            return trajectory[-1]["action"].split()[-1] + " -> red"
+
+        def choices(self, trajectory):
+            return [("red", s["action"].split()[-1]) for s in trajectory if s["action"].startswith("open")]
+
+        def choice_cells(self, choices):
+            return {"doors": str(len(choices)), "right": str(sum(a == b for a, b in choices))}
+
+    class KeyEnv(envs.TextEnv):
+        max_steps = 7
+
+        @classmethod
+        def failure_reading(cls, name):
+            return KeyReading()
+
+    monkeypatch.setitem(envs.CLASSES, "keys", (__name__, "KeyEnv"))
+    monkeypatch.setitem(globals(), "KeyEnv", KeyEnv)
+    d = tmp_path / "eval" / "il" / "s0"
+    d.mkdir(parents=True)
+    eps = [(False, [{"action": "open blue", "observation": "Locked."}]),
+           (True, [{"action": "open red", "observation": "You win."}]),
+           (False, [{"action": "wait", "observation": "..."}] * 7)]
+    common.write_jsonl(d / "test.jsonl", [{"task_id": f"t{i}", "success": ok, "trajectory": t} for i, (ok, t) in enumerate(eps)])
+    common.write_jsonl(d / "summary.jsonl", [{"model": "il", "split": "test", "mode": "raw"}])
+    (d / "args.json").write_text(json.dumps({"env": "keys", "max_steps": 0}))
+    rows = report.failures(tmp_path)
+    assert envs.default_max_steps("keys") == 7
+    assert rows[0]["kinds"] == {"opened the wrong door": 1, "other": 1}  # the env's reading, not the step limit
+    assert rows[0]["details"] == {"blue -> red": 1, "wait -> red": 1}
+    md = (tmp_path / "failures.md").read_text()
+    assert "Doors tried, the key held:" in md and "| il | test | 3 | 1 | 2 | 1 |" in md.split("Every door:")[1]
+    monkeypatch.setattr(KeyEnv, "failure_reading", classmethod(lambda cls, name: envs.FailureReading()))
+    assert report.failures(tmp_path)[0]["kinds"] == {"step limit": 1, "lost (the game ended it)": 1}

@@ -4,15 +4,21 @@ import json
 
 import pytest
 import torch
+from peft import PeftModel
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import AutoModelForCausalLM
 
+import agent
+import chat
 import collect
 import common
+import envs
+import merge
 import models
-import chat
-import agent
 import prompts
 import rl
 import train
+from conftest import run_script
 
 
 def test_group_advantages_against_hand_computed_groups():
@@ -80,7 +86,6 @@ def test_rl_runs_with_kl_and_saves_a_loadable_adapter(tmp_path):
     curve = common.read_jsonl(out / "curve.jsonl")
     assert [c["update"] for c in curve] == [0, 1, 2] and "test_success" in curve[0] and "test_success" in curve[2]
     if importlib.util.find_spec("tensorboard"):  # --track tensorboard: each update's numbers as scalars
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
         acc = EventAccumulator(str(out / "tb"))
         acc.Reload()
@@ -104,8 +109,6 @@ def test_rl_runs_with_kl_and_saves_a_loadable_adapter(tmp_path):
 
 def sampled_success(model_dir, env, n_tasks=4, reps=16, seed=123, max_steps=2):
     """Success of the policy sampled at temperature 1.0 on the first training tasks, fixed seed."""
-    import envs
-
     model, tok = models.load_model(str(model_dir), dtype="fp32")
     model.eval()
     with envs.make(env) as e:
@@ -142,9 +145,6 @@ def test_rl_from_a_lora_checkpoint_keeps_the_start_adapter_frozen_and_unmerged(t
     """--init a train.py LoRA checkpoint (what run.sh does): the start adapter stays active and frozen
     beside a fresh "rl" adapter; the reference policy is the start policy (KL = 0 at the first update);
     the saved checkpoint is the "rl" adapter alone and loads stacked on its start, in bf16 too."""
-    import torch
-    from peft import PeftModel
-
     env = "twx-coin:numLocations=2"
     warm = imitation_warm_up(tmp_path, env)  # a full fine-tune (LoRA on the random tiny model learns too slowly)
     start = tmp_path / "lora"  # a LoRA checkpoint over it: the kind of --init run.sh passes
@@ -181,9 +181,7 @@ def test_rl_from_a_lora_checkpoint_keeps_the_start_adapter_frozen_and_unmerged(t
     assert (after32 - start_logits).abs().max() > 1e-4  # RL moved the policy
     assert (after16 - after32).abs().max() < 0.1
     # merge.py adds both adapters into one plain model folder: the same policy without this repository
-    from transformers import AutoModelForCausalLM
 
-    import merge
 
     merge.main(["--ckpt", str(out / "ckpt"), "--out", str(tmp_path / "merged")])
     plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "merged")).to(ids.device)
@@ -194,8 +192,6 @@ def test_rl_from_a_lora_checkpoint_keeps_the_start_adapter_frozen_and_unmerged(t
 def test_full_fine_tuning_refuses_a_kl_term(tmp_path):
     """--full keeps no reference copy of the start policy: --kl > 0 would be silently dropped, so it is
     refused with one line before anything loads (and --kl 0 is accepted)."""
-    from conftest import run_script
-
     r = run_script("rl.py", "--full", "--kl", "0.1", "--out", tmp_path / "x")
     assert r.returncode == 2 and not (tmp_path / "x").exists()
     assert len(r.stderr.strip().splitlines()) == 1 and "--full with --kl 0.1" in r.stderr

@@ -2,21 +2,26 @@
 byte-identical; one writer per output folder; BFCL answers are bounded."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import torch
 
 import collect
 import common
-import models
 import envs
 import evaluate
 import iwm
+import models
+import prompts
+import reflect
+import rl
 import train
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, tiny_checkpoint
 
 COLLECT = ["--env", "textcraft", "--tasks", "4", "--chunk", "4", "--k-iwm", "1", "--k-sr", "1",
            "--model", "tiny-random", "--dtype", "fp32"]
@@ -233,10 +238,6 @@ def test_bfcl_answers_beyond_the_bounds_get_the_envs_error_text(answer, message)
 
 
 def test_rl_killed_after_an_update_resumes_to_the_same_updates(tmp_path):
-    import torch
-
-    import rl
-
     argv = ["--init", "tiny-random", "--dtype", "fp32", "--env", "textcraft", "--lr", "1e-2", "--updates", "3",
             "--tasks-per-update", "2", "--group", "2", "--train-tasks", "4", "--batch", "4", "--max-steps", "2",
             "--eval-every", "0", "--threads", "1"]
@@ -266,10 +267,6 @@ def test_rl_killed_after_an_update_resumes_to_the_same_updates(tmp_path):
 
 
 def test_train_killed_after_a_resume_point_continues_to_the_same_weights(tmp_path, capsys):
-    import torch
-
-    import prompts
-
     data = tmp_path / "expert.jsonl"
     common.write_jsonl(data, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 3}")}
                               for i in range(10)])
@@ -325,10 +322,6 @@ def test_evaluate_killed_in_a_wave_resumes_byte_identical(tmp_path):
 
 
 def test_reflect_killed_mid_batch_resumes_byte_identical(whole, tmp_path):
-    import shutil
-
-    import reflect
-
     argv = ["--model", "tiny-random", "--dtype", "fp32", "--k", "1", "--batch", "4", "--max-new-tokens", "12"]
     ref = tmp_path / "ref"
     shutil.copytree(whole, ref)
@@ -355,113 +348,6 @@ def test_collect_subset_of_keeps_the_first_tasks_byte_for_byte(whole, tmp_path):
     assert stats["tasks"] == 2 and stats["expert_steps"] == len(common.read_jsonl(out / "expert.jsonl"))
     with pytest.raises(common.UserError, match="holds 4 tasks, --tasks asks for 5"):
         collect.main(["--env", "textcraft", "--subset-of", str(whole), "--tasks", "5", "--out", str(tmp_path / "x")])
-
-
-def _tiny_ckpt(tmp_path, name, steps, lr="1e-2"):
-    import prompts
-
-    data = tmp_path / "expert.jsonl"
-    if not data.exists():
-        common.write_jsonl(data, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 3}")}
-                                  for i in range(6)])
-    out = tmp_path / name
-    train.main(["--model", "tiny-random", "--dtype", "fp32", "--data", str(data), "--steps", str(steps), "--batch", "3",
-                "--lr", lr, "--threads", "1", "--out", str(out)])
-    return out
-
-
-def _weights(folder):
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / "adapter_model.safetensors"))
-
-
-@pytest.mark.parametrize("killed_at", [1, 2])
-def test_a_kill_during_the_checkpoint_swap_never_loses_the_checkpoint(tmp_path, monkeypatch, killed_at):
-    """save_checkpoint over an existing checkpoint, killed after the first rename (old aside, new not
-    yet in) or after the second (new in, old not yet deleted): the next load or save finds one
-    complete checkpoint, the old one or the new one, and no temporary folder."""
-    import os
-
-    out = _tiny_ckpt(tmp_path, "il", 2)
-    before = _weights(out)
-    calls = []
-    real = os.replace
-
-    def replace(a, b):
-        folder = os.path.isdir(a)  # the swap's renames (atomic file writes use os.replace too)
-        real(a, b)
-        if folder:
-            calls.append(1)
-            if len(calls) == killed_at:
-                raise KeyboardInterrupt  # stands for the kill: nothing after this instant runs
-
-    monkeypatch.setattr(models.os, "replace", replace)
-    with pytest.raises(KeyboardInterrupt):
-        _tiny_ckpt(tmp_path, "il", 4)
-    monkeypatch.setattr(models.os, "replace", real)
-    if killed_at == 1:
-        assert not out.exists() and (tmp_path / ".il.old").exists()  # the instant the old code lost both
-    models.load_model(str(out), dtype="fp32")  # loading finishes or rolls back the swap
-    after = _weights(out)
-    expected_old = killed_at == 1
-    import torch
-
-    assert all(torch.equal(after[k], before[k]) for k in after) is expected_old
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".il")] == []
-
-
-def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    import errno
-
-    out = _tiny_ckpt(tmp_path, "il", 2)
-    before = _weights(out)
-
-    def full(*a, **k):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(models, "_write_checkpoint", full)
-    with pytest.raises(OSError):
-        _tiny_ckpt(tmp_path, "il", 3)
-    import torch
-
-    assert all(torch.equal(_weights(out)[k], before[k]) for k in before)
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".il.")] == []
-    # and through the command line: one line, exit 2 (common.run_main), the checkpoint intact (a copy in
-    # another folder: this process holds the first one's output lock)
-    import shutil
-
-    out = tmp_path / "cli" / "il"
-    shutil.copytree(tmp_path / "il", out)
-    r = run_script("-c", "import errno, models, sys, common, train; "
-                         "models._write_checkpoint = lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, 'No space left on device')); "
-                         f"sys.argv = ['train.py', '--model', 'tiny-random', '--dtype', 'fp32', '--data', '{tmp_path / 'expert.jsonl'}', "
-                         f"'--steps', '3', '--batch', '3', '--threads', '1', '--out', '{out}']; common.run_main(train.main)")
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == "error: No space left on device"
-    assert all(torch.equal(_weights(out)[k], before[k]) for k in before)
-
-
-def test_a_damaged_resume_point_is_refused_by_name_and_stale_temporaries_go(tmp_path):
-    import prompts
-
-    data = tmp_path / "expert.jsonl"
-    common.write_jsonl(data, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 3}")}
-                              for i in range(6)])
-    out = tmp_path / "il"
-    argv = ["--model", "tiny-random", "--dtype", "fp32", "--data", str(data), "--steps", "4", "--batch", "3",
-            "--threads", "1", "--resume-every", "1", "--out", str(out)]
-    point = train.resume_path(out)
-    point.write_bytes(b"PK\x03\x04 cut short")  # a resume point cut to a few bytes
-    stale = tmp_path / ".il.resume.pt.abcd1234"
-    stale.write_bytes(b"half")
-    r = run_script("train.py", *argv)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert f"{point}: damaged" in r.stderr and "delete it" in r.stderr
-    assert not out.exists()  # refused before any work
-    point.unlink()
-    r = run_script("train.py", *argv)
-    assert r.returncode == 0 and (out / "adapter_model.safetensors").exists()
-    assert not stale.exists() and not point.exists()  # the rerun leaves no temporary file
 
 
 @pytest.mark.parametrize("script", ["evaluate.py", "collect.py"])
@@ -496,8 +382,6 @@ def test_ctrl_c_ends_a_script_with_one_line_and_exit_130(tmp_path, script):
 
 
 def test_non_finite_and_absurd_numbers_are_refused_in_one_line(tmp_path):
-    import prompts
-
     data = tmp_path / "expert.jsonl"
     common.write_jsonl(data, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 3}")}
                               for i in range(6)])
@@ -526,14 +410,10 @@ def test_damaged_inputs_get_one_line_before_any_work(tmp_path):
     assistant turn, a checkpoint whose weights are cut or empty, whose config is cut mid-string or
     whose tokenizer is gone, a torn args file in an evaluation being resumed: one line naming the
     file (and line), exit 2, nothing written."""
-    import shutil
-
-    import prompts
-
     good = tmp_path / "expert.jsonl"
     common.write_jsonl(good, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 3}")}
                               for i in range(6)])
-    ck = _tiny_ckpt(tmp_path, "il", 2)
+    ck = tiny_checkpoint(tmp_path, "il", 2)
     blob = (ck / "adapter_model.safetensors").read_bytes()
     (tmp_path / "bytes.jsonl").write_bytes(bytes(range(128, 256)) * 8)
     (tmp_path / "bytes-run").mkdir()
@@ -588,21 +468,3 @@ def test_subset_of_a_malformed_collection_writes_nothing(tmp_path):
     assert not (tmp_path / "sub").exists() or not any((tmp_path / "sub").glob("*.jsonl"))
 
 
-def test_a_kill_while_a_resume_point_is_written_keeps_the_previous_one(tmp_path, monkeypatch):
-    import torch
-
-    point = tmp_path / "il.resume.pt"
-    args = type("A", (), {"lr": 1.0})()
-    common.save_resume_point(point, args, ("lr",), {"step": 1})
-
-    def killed_midway(obj, f):
-        with open(f, "wb") as h:
-            h.write(b"PK\x03\x04 half of a resume point")
-        raise KeyboardInterrupt  # the kill, halfway through the write
-
-    monkeypatch.setattr(torch, "save", killed_midway)
-    with pytest.raises(KeyboardInterrupt):
-        common.save_resume_point(point, args, ("lr",), {"step": 2})
-    monkeypatch.undo()
-    assert common.load_resume_point(point, args, ("lr",))["step"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["il.resume.pt"]

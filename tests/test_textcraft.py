@@ -3,8 +3,11 @@ import random
 
 import pytest
 
+import collect
 import common
 import envs
+import evaluate
+import iwm
 import prompts
 from envs import textcraft as tc
 
@@ -120,10 +123,6 @@ def test_state_text_lists_commands_with_their_commas_intact(craft):
 
 
 def test_spine_runs_on_textcraft(tmp_path):
-    import collect
-    import evaluate
-    import iwm
-
     run = tmp_path / "run"
     collect.main(["--env", "textcraft", "--tasks", "3", "--k-iwm", "2", "--k-sr", "1", "--model", "tiny-random",
                   "--dtype", "fp32", "--out", str(run)])

@@ -3,13 +3,14 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+import agent
+import chat
 import collect
 import common
-import models
-import chat
-import agent
 import evaluate
+import models
 import prompts
 import train
 
@@ -49,8 +50,6 @@ def expert(tmp_path_factory):
 
 
 def test_lora_checkpoint_trains_every_adapter_weight_and_reloads_identically(expert, tmp_path):
-    from safetensors.torch import load_file
-
     out = tmp_path / "il"
     train.main(["--model", "tiny-random", "--dtype", "fp32", "--data", str(expert / "expert.jsonl"),
                 "--steps", "4", "--batch", "4", "--lr", "1e-2", "--out", str(out)])
@@ -89,70 +88,7 @@ def test_learning_imitation_beats_the_untrained_model(expert, tmp_path):
     assert after["success"] >= 0.3 and after["invalid_rate"] < before["invalid_rate"]
 
 
-def test_checkpoint_travels_and_carries_a_model_card(tmp_path):
-    # the adapter names its base by the name any machine with this repository resolves (no cache path
-    # of this one), our loader gives the logits of base + adapter; the card says what was trained and
-    # gains the evaluation; a checkpoint written by an older version (a cache path of another machine
-    # in the adapter) still loads through the alias beside it
-    from peft import PeftModel
-
-    data = tmp_path / "expert.jsonl"
-    common.write_jsonl(data, [{"messages": prompts.policy_messages(f"Observation: room {i}", f"Action: go {i % 2}")}
-                              for i in range(6)])
-    ck = tmp_path / "il"
-    train.main(["--data", str(data), "--model", "tiny-random", "--dtype", "fp32", "--batch", "3", "--steps", "3",
-                "--lr", "1e-2", "--out", str(ck)])
-    cfg = json.loads((ck / "adapter_config.json").read_text())
-    assert cfg["base_model_name_or_path"] == "tiny-random"
-    assert json.loads((ck / "base_model.json").read_text()) == {"alias": "tiny-random"}
-    cache = str(models.CACHE)
-    assert not any(cache in f.read_text(errors="ignore") for f in ck.iterdir() if f.suffix in (".json", ".md"))
-    base, _ = models.load_model("tiny-random", dtype="fp32", device="cpu")
-    plain = PeftModel.from_pretrained(base, str(ck))  # base + adapter, assembled by hand
-    ours, tok = models.load_model(str(ck), dtype="fp32", device="cpu")
-    ids = torch.tensor([tok("<|im_start|>user\nObservation: room 1<|im_end|>")["input_ids"]])
-    with torch.no_grad():
-        assert torch.allclose(plain(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-5)
-    card = (ck / "README.md").read_text()
-    assert "tiny random test model" in card and "merge.py --ckpt" in card
-    assert "More Information Needed" not in card and "IL (imitation)" in card
-    assert "expert.jsonl (6 examples)" in card and "| optimizer steps | 3 (batch 3" in card
-    evaluate.main(["--model", str(ck), "--env", "twx-cooking", "--split", "test", "--episodes", "2", "--batch", "2",
-                   "--max-steps", "2", "--dtype", "fp32", "--out", str(tmp_path / "ev")])
-    row = common.read_jsonl(tmp_path / "ev" / "summary.jsonl")[0]
-    assert f"| test | raw | 2 | {100 * row['success']:.1f}% |" in (ck / "README.md").read_text()
-    cfg["base_model_name_or_path"] = "/elsewhere/tiny-random"  # another machine's cache
-    (ck / "adapter_config.json").write_text(json.dumps(cfg))
-    again, _ = models.load_model(str(ck), dtype="fp32", device="cpu")
-    with torch.no_grad():
-        assert torch.allclose(again(input_ids=ids).logits, ours(input_ids=ids).logits)
-
-
-def test_tracking_writes_tensorboard_scalars_equal_to_the_loss_log(tmp_path):
-    # opt-in (--track tensorboard): every logged number of every step, readable by TensorBoard itself
-    pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    data = tmp_path / "expert.jsonl"
-    common.write_jsonl(data, [{"messages": prompts.policy_messages(f"Observation: room {i}", "Action: look")} for i in range(4)])
-    ck = tmp_path / "il"
-    train.main(["--data", str(data), "--model", "tiny-random", "--dtype", "fp32", "--batch", "2", "--steps", "4",
-                "--track", "tensorboard", "--out", str(ck)])
-    acc = EventAccumulator(str(tmp_path / "il-tb"))
-    acc.Reload()
-    log = common.read_jsonl(ck / "loss.jsonl")
-    got = [(e.step, e.value) for e in acc.Scalars("loss")]
-    assert [s for s, _ in got] == [1, 2, 3, 4]
-    assert [v for _, v in got] == pytest.approx([r["loss"] for r in log])
-    assert {"lr", "tokens_per_s", "target_tokens"} <= set(acc.Tags()["scalars"])
-    train.main(["--data", str(data), "--model", "tiny-random", "--dtype", "fp32", "--batch", "2", "--steps", "1",
-                "--out", str(tmp_path / "quiet")])
-    assert not (tmp_path / "quiet-tb").exists()
-
-
 def _adapter(folder):
-    from safetensors.torch import load_file
-
     return load_file(str(folder / "adapter_model.safetensors"))
 
 
