@@ -318,18 +318,35 @@ def write_table(run: Path, rows: list[dict], reference: str = "il") -> str:
     common.write_atomic(run / f"{name}.md", md)
     common.write_jsonl(run / f"{name}.jsonl", rows)
     if reference == "il":
-        plot_results(rows, run / "results.png", str(run))
+        plot_results(rows, run / "results.png", str(run), loss_curves(run))
     return md
 
 
-def plot_results(rows: list[dict], path: Path, title: str) -> list[str]:
+def loss_curves(run: Path) -> dict[str, list[float]]:
+    """The training loss of every checkpoint of the first training seed under RUN/ckpt/ (each arm and
+    each world-model stage; a sweep too), from its loss.jsonl: {name: [loss per step]}. Checkpoints are
+    often gone from a resumed or committed folder: then what is left, maybe nothing."""
+    logs = sorted(run.glob("ckpt/*/loss.jsonl"))
+    seeds = sorted({int(p.parent.name.rsplit("-s", 1)[1]) for p in logs if p.parent.name.rsplit("-s", 1)[-1].isdigit()})
+    curves = {}
+    for p in logs:
+        name = p.parent.name
+        if name == "sweep" or (seeds and name.endswith(f"-s{seeds[0]}")):
+            curves[name] = [float(r["loss"]) for r in common.read_jsonl(p) if "loss" in r]
+    return {k: v for k, v in curves.items() if v}
+
+
+def plot_results(rows: list[dict], path: Path, title: str, curves: dict | None = None) -> list[str]:
     """results.png: success by method, one bar per method and split, with its 95% interval (the
-    game as the unit, as in the table). Returns the bars' labels, method/split, in drawing order."""
+    game as the unit, as in the table); beside it, when there are any, the training loss curves
+    (loss_curves). Returns the bars' labels, method/split, in drawing order."""
     splits = [s for s in ("test", "ood", "train") if any(r["split"] == s for r in rows)]
     methods = sorted({r["method"] for r in rows}, key=method_rank)
     by = {(r["method"], r["split"]): r for r in rows}
-    fig = Figure(figsize=(max(5, 1.1 * len(methods) + 2), 3.6))
-    ax = fig.subplots()
+    width_bars = max(5, 1.1 * len(methods) + 2)
+    fig = Figure(figsize=(width_bars + (5 if curves else 0), 3.6))
+    ax, *right = fig.subplots(1, 2 if curves else 1, width_ratios=[width_bars, 5] if curves else None,
+                              squeeze=False)[0]
     width = 0.8 / len(splits)
     drawn = []
     for j, split in enumerate(splits):
@@ -351,6 +368,19 @@ def plot_results(rows: list[dict], path: Path, title: str) -> list[str]:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    if curves:
+        for name, loss in sorted(curves.items()):  # a running mean over 5% of the steps: one batch is noisy
+            w = max(1, len(loss) // 20)
+            smooth = [sum(loss[max(0, i - w + 1):i + 1]) / len(loss[max(0, i - w + 1):i + 1]) for i in range(len(loss))]
+            right[0].plot(range(1, len(loss) + 1), smooth, label=name, lw=1.2, alpha=0.9)
+        right[0].set_xlabel("optimizer step")
+        right[0].set_ylabel("training loss")
+        low, high = min(min(v) for v in curves.values()), max(max(v) for v in curves.values())
+        if low > 0 and high / low > 20:  # from a random start to a fitted model: orders of magnitude
+            right[0].set_yscale("log")
+        right[0].set_title("training loss (first seed; running mean over 5% of the steps)", fontsize=9)
+        right[0].legend(fontsize=6, ncol=2)
+        right[0].grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return drawn

@@ -2,7 +2,7 @@
 # The whole early-experience pipeline, stage by stage (paper: arXiv 2510.08558).
 #
 #   bash run.sh                     # the knobs below: SmolLM2-135M on twx-cooking, ~45 min on 2 CPU cores
-#   SMOKE=1 bash run.sh             # every stage on a tiny random model (a few minutes; plumbing only)
+#   SMOKE=1 bash run.sh             # every stage on a tiny random model: 1.5-2.5 min on 2 cores, plumbing only
 #   TASKS=32 SPLITS="test ood" bash run.sh                          # any knob, given on the command line
 #   MODEL=Qwen/Qwen2.5-0.5B-Instruct TASKS=200 EPISODES=100 bash run.sh      # one GPU
 #   PRESET=study2 bash run.sh       # a named setting, presets/<name>.sh (STUDY2=1 says the same)

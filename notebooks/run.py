@@ -26,8 +26,10 @@ def execute(path: Path = NOTEBOOK):
     """The notebook, executed in the repository root (the cells import the scripts' modules)."""
     nb = nbformat.read(path, as_version=4)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
-    for cell in nb.cells:  # no run-specific metadata in the committed file
+    for cell in nb.cells:  # what the cells print; not progress bars, library warnings or run-specific metadata
         cell.get("metadata", {}).pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
     return nb
 
 

@@ -208,3 +208,25 @@ def test_a_new_env_brings_its_own_failure_reading(tmp_path, monkeypatch):
     assert "Doors tried, the key held:" in md and "| il | test | 3 | 1 | 2 | 1 |" in md.split("Every door:")[1]
     monkeypatch.setattr(KeyEnv, "failure_reading", classmethod(lambda cls, name: envs.FailureReading()))
     assert report.failures(tmp_path)[0]["kinds"] == {"step limit": 1, "lost (the game ended it)": 1}
+
+
+def test_the_figure_shows_success_by_arm_and_the_loss_curves_of_the_first_seed(tmp_path):
+    for name, seed in (("il", 0), ("iwm-stage1", 0), ("iwm", 0), ("il", 1)):
+        d = tmp_path / "ckpt" / f"{name}-s{seed}"
+        d.mkdir(parents=True)
+        common.write_jsonl(d / "loss.jsonl", [{"step": i + 1, "loss": 2.0 / (i + 1 + seed)} for i in range(5)])
+    (tmp_path / "ckpt" / "sweep").mkdir()
+    common.write_jsonl(tmp_path / "ckpt" / "sweep" / "loss.jsonl", [{"step": 1, "loss": 3.0}])
+    curves = report.loss_curves(tmp_path)
+    assert sorted(curves) == ["il-s0", "iwm-s0", "iwm-stage1-s0", "sweep"]  # seed 1 left out
+    assert curves["il-s0"] == [2.0, 1.0, 2 / 3, 0.5, 0.4]
+    for method in ("il", "iwm"):
+        d = tmp_path / "eval" / method / "s0"
+        d.mkdir(parents=True)
+        common.write_jsonl(d / "test.jsonl", [{"task_id": f"t{i}", "success": i % 2 == 0} for i in range(4)])
+        common.write_jsonl(d / "summary.jsonl", [{"model": method, "split": "test", "mode": "raw"}])
+    report.write_table(tmp_path, report.results_table(tmp_path))
+    with_curves = (tmp_path / "results.png").stat().st_size
+    drawn = report.plot_results(report.results_table(tmp_path), tmp_path / "bars.png", "t")
+    assert drawn == ["il/test", "iwm/test"] and with_curves > (tmp_path / "bars.png").stat().st_size
+    assert report.loss_curves(tmp_path / "nothing") == {}

@@ -9,6 +9,7 @@ import subprocess
 from safetensors.torch import load_file
 
 import common
+import report
 from conftest import ROOT
 
 ARMS = ["il", "il-long", "iwm", "iwm-within", "iwm-mix", "sr"]
@@ -215,3 +216,24 @@ def test_the_knob_lines_state_what_bash_run_sh_runs_and_no_python_is_inlined(tmp
     assert {k: resolved[k] for k in stated if k != "RUN"} == {k: v for k, v in stated.items() if k != "RUN"}
     assert "python -c" not in text and "python3 -c" not in text
     assert sorted(p.stem for p in (ROOT / "presets").glob("*.sh")) == ["fixed16", "scarce", "smoke", "study", "study2"]
+
+
+def test_a_first_run_smoke_covers_every_stage_and_draws_the_figure(tmp_path):
+    """SMOKE=1 bash run.sh, the newcomer's first run: the default run's stages (collect, budget, world-model
+    data, reflections, IL / IWM / SR trained and read, the tables, RL) on the tiny model, and results.png
+    with one bar per arm and split beside the loss curves."""
+    run = tmp_path / "smoke"
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env={**os.environ, "SMOKE": "1", "RUN": str(run)},
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    stages = [ln.split("\t")[0] for ln in (run / "stage_times.tsv").read_text().splitlines()[1:]]
+    for stage in ("collect", "iwm", "reflect", "train il-s0", "train iwm-stage1-s0", "train sr-s0", "eval sr/s0",
+                  "rl il-s0", "eval rl-il/s0", "total"):
+        assert stage in stages, stage
+    rows = common.read_jsonl(run / "results.jsonl")
+    assert sorted(x["method"] for x in rows) == sorted(["prompt-mapped", "il", "iwm", "sr", "rl-il"])
+    png = run / "results.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20000
+    assert report.plot_results(rows, tmp_path / "again.png", "t") == [f"{x['method']}/test" for x in
+                                                                       sorted(rows, key=lambda x: report.method_rank(x["method"]))]
+    assert set(report.loss_curves(run)) == {"il-s0", "iwm-stage1-s0", "iwm-s0", "sr-s0"}
