@@ -183,7 +183,7 @@ def main(argv=None):
                            "--batch", str(args.batch), "--max-steps", str(args.max_steps),
                            "--temperature", str(args.temperature), "--max-new-tokens", str(args.max_new_tokens),
                            "--threads", str(args.threads), "--dtype", args.dtype, "--label", f"il@{step}", "--out", str(ev)])
-        row = next(r for r in common.read_jsonl(ev / "summary.jsonl") if r["split"] == "dev")
+        row = next(r for r in common.read_jsonl(ev / "summary.jsonl", require=common.SUMMARY) if r["split"] == "dev")
         window = log[max(0, step - max(1, step // 10)): step]  # the last tenth of the steps so far
         curve.append({"step": step, "dev_success": row["success"], "successes": row["successes"], "n": row["n"],
                       "dev_score": round(row["score"], 4), "invalid_rate": round(row["invalid_rate"], 4),

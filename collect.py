@@ -224,7 +224,7 @@ def resume(out: Path) -> set:
         return set()
     common.resume_jsonl(ex_path)
     common.resume_jsonl(ro_path)
-    ex, ro = common.read_jsonl(ex_path), common.read_jsonl(ro_path)
+    ex, ro = common.read_jsonl(ex_path, require=common.EXPERT), common.read_jsonl(ro_path, require=common.ROLLOUT)
     count = {}
     for r in ex:
         count[r["task_id"]] = count.get(r["task_id"], 0) + 1
@@ -258,7 +258,8 @@ def first_tasks(src: Path, out: Path, n: int) -> list[str]:
 def totals(out: Path, task_ids: list[str]) -> dict:
     """What the collection in OUT holds: tasks, expert steps, executed alternatives (branches), policy
     proposals replaced by uniform draws, raw proposals executed (and how many were invalid), and tasks of TASK_IDS left out (gold path fails)."""
-    ex, ro = ([] if not (out / f).exists() else common.read_jsonl(out / f) for f in ("expert.jsonl", "rollouts.jsonl"))
+    ex, ro = ([] if not (out / f).exists() else common.read_jsonl(out / f, require=spec)
+              for f, spec in (("expert.jsonl", common.EXPERT), ("rollouts.jsonl", common.ROLLOUT)))
     have = {r["task_id"] for r in ex}
     alts = [a for r in ro for a in r["alternatives"]]
     return {"tasks": len(have), "expert_steps": len(ex), "branches": len(alts),

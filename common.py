@@ -133,6 +133,11 @@ ROLLOUT = {"id": str, "task_id": str, "step": int, "state": str,
            "alternatives": [{"action": str, "next_state": str, "source": str}]}
 EPISODE = {"task_id": str, "success": (bool, int)}
 SUMMARY = {"split": str, "mode": str}
+EXPERT = {"id": str, "task_id": str, "step": int, "messages": [{"role": str}]}
+REFLECTION = {"id": str, "text": str}  # reflect.py's log: "thought" and "dropped" are text or null
+CURVE = {"update": int}  # rl.py's curve.jsonl
+LOSS = {"loss": (int, float)}  # train.py's loss.jsonl
+SETTING = {"ablation": str, "value": (int, float), "label": str}  # ablate.sh's setting.json
 CHAT = {"messages": [{"role": str}]}
 
 

@@ -170,8 +170,8 @@ def main(argv=None):
         path = paths[split]
         if path.exists():  # the episode file in task order, whatever order the episodes finished in
             order = {t["task_id"]: i for i, t in enumerate(env.tasks(split))}
-            common.write_jsonl(path, sorted(common.read_jsonl(path), key=lambda e: order.get(e["task_id"], len(order))))
-        eps = [e for e in common.read_jsonl(path) if e["task_id"] in wanted[split]] if path.exists() else []
+            common.write_jsonl(path, sorted(common.read_jsonl(path, require=common.EPISODE), key=lambda e: order.get(e["task_id"], len(order))))
+        eps = [e for e in common.read_jsonl(path, require=common.EPISODE) if e["task_id"] in wanted[split]] if path.exists() else []
         shown[split] = eps
         row = summarize(label, split, args.action_mode, eps)
         group = {t["task_id"]: t["group"] for t in env.tasks(split) if "group" in t}
@@ -183,7 +183,7 @@ def main(argv=None):
     env.close()
     # summary.jsonl: one line per (model, split, mode); a rerun replaces its own lines
     spath = out / "summary.jsonl"
-    old = common.read_jsonl(spath) if spath.exists() else []
+    old = common.read_jsonl(spath, require=common.SUMMARY) if spath.exists() else []
     keys = {(r["model"], r["split"], r["mode"]) for r in rows}
     common.write_jsonl(spath, [r for r in old if (r["model"], r["split"], r["mode"]) not in keys] + rows)
     if Path(args.model).is_dir():  # a checkpoint of ours: its model card gains these numbers

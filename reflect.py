@@ -151,7 +151,7 @@ def main(argv=None):
                 common.append_jsonl(log, {"id": r["id"], "text": text, "thought": thought, "dropped": reason})
     by_id = {r["id"]: r for r in rows}
     kept, reasons = [], {}
-    for ref in common.read_jsonl(log):
+    for ref in common.read_jsonl(log, require=common.REFLECTION):
         if ref["id"] not in by_id:
             continue
         if ref["dropped"]:

@@ -332,7 +332,7 @@ def loss_curves(run: Path) -> dict[str, list[float]]:
     for p in logs:
         name = p.parent.name
         if name == "sweep" or (seeds and name.endswith(f"-s{seeds[0]}")):
-            curves[name] = [float(r["loss"]) for r in common.read_jsonl(p) if "loss" in r]
+            curves[name] = [float(r["loss"]) for r in common.read_jsonl(p, require=common.LOSS)]
     return {k: v for k, v in curves.items() if v}
 
 
@@ -493,7 +493,7 @@ def ablation(root: Path) -> list[dict]:
     dashed, bars = 95% interval (over seeds, never narrower than over all episodes pooled)."""
     rows = []
     for setting in sorted(root.glob("*/setting.json")):
-        meta = common.read_jsonl(setting)[0]
+        meta = common.read_jsonl(setting, require=common.SETTING)[0]
         for r in results_table(setting.parent):
             rows.append({"ablation": meta["ablation"], "value": meta["value"], "setting": meta["label"], **r,
                          "dtype": eval_dtype(setting.parent, r["method"], r["seeds"])})

@@ -340,7 +340,7 @@ def resume(out: Path, args, model, opt, rng: random.Random) -> int:
     opt.load_state_dict(state["optimizer"])
     rng.setstate(state["rng"])
     curve = out / "curve.jsonl"
-    rows = [r for r in common.read_jsonl(curve) if r["update"] <= state["update"]] if curve.exists() else []
+    rows = [r for r in common.read_jsonl(curve, require=common.CURVE) if r["update"] <= state["update"]] if curve.exists() else []
     common.write_jsonl(curve, rows)
     print(f"resuming {out} after update {state['update']} of {args.updates}")
     return state["update"]
@@ -352,7 +352,7 @@ def plot(runs: list[str], out: str) -> None:
     fig = Figure(figsize=(10, 4))
     ax, ax_r = fig.subplots(1, 2)
     for run in runs:
-        rows = common.read_jsonl(Path(run) / "curve.jsonl")
+        rows = common.read_jsonl(Path(run) / "curve.jsonl", require=common.CURVE)
         pts = [(r["update"], r["test_success"]) for r in rows if r.get("test_success") is not None]
         tr = [(r["update"], r["reward"]) for r in rows if "reward" in r]
         line, = ax.plot(*zip(*pts), marker="o", label=Path(run).name) if pts else ax.plot([], [])

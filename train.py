@@ -16,8 +16,9 @@ Details that matter and are written out below: masks built from token ids (chat.
 end-of-turn token is trained so the model learns to stop); the language-model head is applied only at
 target positions (the 49k-word head over ~300 prompt positions would dominate a CPU step);
 length-grouped batches (less padding); cosine schedule with warm-up; LoRA by default (--full for all
-weights); bf16 compute where the device has fast bf16 (CUDA; a CPU with AVX-512 or AMX: base weights bf16,
-LoRA weights fp32, autocast), plain fp32 elsewhere (models.fast_bf16).
+weights); bf16 compute where the device runs bf16 natively (CUDA from compute capability 8.0; a CPU
+with AVX-512-BF16 or AMX: base weights bf16, LoRA weights fp32, autocast), plain fp32 elsewhere
+(models.fast_bf16).
 
 More than one process: `torchrun --nproc_per_node N train.py ...` runs the same script under
 DistributedDataParallel (gloo on CPU, nccl on GPU). Every process draws the same batches; each takes

@@ -19,6 +19,7 @@ import iwm
 import models
 import prompts
 import reflect
+import report
 import rl
 import train
 from conftest import ROOT, run_script, tiny_checkpoint
@@ -468,3 +469,29 @@ def test_subset_of_a_malformed_collection_writes_nothing(tmp_path):
     assert not (tmp_path / "sub").exists() or not any((tmp_path / "sub").glob("*.jsonl"))
 
 
+
+
+def test_files_the_scripts_wrote_are_read_back_with_their_types_checked(tmp_path):
+    """A loss log, an RL curve, an ablation setting, a reflection log or an episode file with a field of
+    the wrong type is one error naming the file, line and field, never a traceback."""
+    ck = tmp_path / "run" / "ckpt" / "il-s0"
+    ck.mkdir(parents=True)
+    common.write_jsonl(ck / "loss.jsonl", [{"step": 1, "loss": 0.5}, {"step": 2, "loss": "nan?"}])
+    with pytest.raises(common.UserError, match=r"loss.jsonl:2: 'loss': expected int/float, got str"):
+        report.loss_curves(tmp_path / "run")
+    curve = tmp_path / "rl" / "curve.jsonl"
+    curve.parent.mkdir()
+    common.write_jsonl(curve, [{"update": "0", "test_success": 0.0}])
+    with pytest.raises(common.UserError, match=r"curve.jsonl:1: 'update': expected int, got str"):
+        rl.plot([str(curve.parent)], str(tmp_path / "c.png"))
+    setting = tmp_path / "abl" / "k1" / "setting.json"
+    setting.parent.mkdir(parents=True)
+    setting.write_text(json.dumps({"ablation": "k", "value": "one", "label": "K=1"}) + "\n")
+    with pytest.raises(common.UserError, match=r"setting.json:1: 'value': expected int/float, got str"):
+        report.ablation(tmp_path / "abl")
+    ev = tmp_path / "ev" / "eval" / "il" / "s0"
+    ev.mkdir(parents=True)
+    common.write_jsonl(ev / "summary.jsonl", [{"model": "il", "split": "test", "mode": "raw"}])
+    common.write_jsonl(ev / "test.jsonl", [{"task_id": 3, "success": True}])
+    with pytest.raises(common.UserError, match=r"test.jsonl:1: 'task_id': expected str, got int"):
+        report.results_table(tmp_path / "ev")
