@@ -62,8 +62,9 @@ share() { local from=$1 to=$2; [[ -e $to || ! -e $from ]] && return 0; ln "$from
 lend() { local first=$1 R=$2; shift 2; printf '{"run": "../%s", "methods": [%s]}\n' "$(basename "$first")" \
   "$(printf '"%s", ' "$@" | sed 's/, $//')" > "$R/shared.json"; }
 # FRACS entry x TASKS, rounded (Python's round), at least 1; and n / TASKS as a decimal
-tasks_of_fraction() { python -c "import sys; from fractions import Fraction as F; print(max(1, round(F(sys.argv[1]) * int(sys.argv[2]))))" "$1" "$2"; }
-ratio() { python -c "import sys; print(int(sys.argv[1]) / int(sys.argv[2]))" "$1" "$2"; }
+tasks_of_fraction() { awk -v f="$1" -v n="$2" 'BEGIN { split(f, q, "/"); if (!(2 in q)) q[2] = 1
+  t = sprintf("%.0f", q[1] * n / q[2]); print (t < 1 ? 1 : t) }'; }  # printf rounds half to even, as Python does
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6g\n", a / b }'; }
 
 if [[ $what == k ]]; then
   first=""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import fcntl
+import gzip
 import json
 import logging
 import math
@@ -161,32 +162,48 @@ def _check(value, spec, where: str) -> None:
 
 def read_jsonl(path, require: dict | None = None) -> list[dict]:
     """The objects of a JSONL file. A malformed line, or one without what `require` asks for (a spec
-    such as ROLLOUT), is one error naming the file and line."""
+    such as ROLLOUT), is one error naming the file and line. Where only PATH.gz exists (a published
+    folder stores its episode files gzip-compressed: results/README.md), that file is read."""
     path = Path(path)
+    packed = path.with_name(path.name + ".gz")
+    if not path.exists() and packed.is_file():
+        path = packed
     if not path.exists():
         raise UserError(f"{path}: no such file")
     if path.is_dir():
         raise UserError(f"{path}: is a folder, expected a JSONL file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            rows = _read_lines(f, path, require)
+    except (OSError, EOFError) as e:  # a gzip file cut short or not gzip at all
+        if isinstance(e, FileNotFoundError) or path.suffix != ".gz":
+            raise
+        raise UserError(f"{path}: damaged gzip file ({e})") from None
+    return rows
+
+
+def _read_lines(f, path, require) -> list[dict]:
+    """The checked rows of an open JSONL file (read_jsonl)."""
     rows = []
-    with path.open("rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise UserError(f"{path}:{n}: not UTF-8 text (byte {e.start}); is it a JSONL file?") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
-            except RecursionError:
-                raise UserError(f"{path}:{n}: JSON nested too deeply") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            if require:
-                _check(row, require, f"{path}:{n}")
-            rows.append(row)
+    for n, raw in enumerate(f, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}:{n}: not UTF-8 text (byte {e.start}); is it a JSONL file?") from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: malformed JSON line ({e.msg})") from None
+        except RecursionError:
+            raise UserError(f"{path}:{n}: JSON nested too deeply") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+        if require:
+            _check(row, require, f"{path}:{n}")
+        rows.append(row)
     return rows
 
 

@@ -1,4 +1,5 @@
 """common.py: JSONL reading (errors naming file and line), torn last lines, stable writes, threads."""
+import gzip
 import json
 import os
 
@@ -50,3 +51,22 @@ def test_threads_follow_the_cores_this_process_may_use():
         os.sched_setaffinity(0, before)
         torch.set_num_threads(threads)
     assert common.usable_cores() == len(before)
+
+
+def test_a_packed_episode_file_reads_as_the_plain_one(tmp_path):
+    # published folders store episode files gzip-compressed; every reader asks for NAME.jsonl
+    rows = [{"task_id": "t0", "success": True}, {"task_id": "t1", "success": False}]
+    common.write_jsonl(tmp_path / "test.jsonl", rows)
+    plain = (tmp_path / "test.jsonl").read_bytes()
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "test.jsonl.gz").write_bytes(gzip.compress(plain))
+    assert common.read_jsonl(tmp_path / "packed" / "test.jsonl", require=common.EPISODE) == rows
+    common.write_jsonl(tmp_path / "packed" / "test.jsonl", rows[:1])  # a plain file, where both exist, wins
+    assert common.read_jsonl(tmp_path / "packed" / "test.jsonl") == rows[:1]
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "test.jsonl.gz").write_bytes(gzip.compress(plain)[:20])
+    with pytest.raises(common.UserError, match=r"test.jsonl.gz: damaged gzip file"):
+        common.read_jsonl(tmp_path / "cut" / "test.jsonl")
+    (tmp_path / "cut" / "ood.jsonl.gz").write_bytes(b"not gzip at all\n")
+    with pytest.raises(common.UserError, match=r"ood.jsonl.gz: damaged gzip file"):
+        common.read_jsonl(tmp_path / "cut" / "ood.jsonl")
