@@ -1,7 +1,10 @@
 """The README and docs/ name only files, functions and flags that exist: the paper -> file map, the file
-tree and every `module.function` they cite are checked against the code."""
+tree and every `module.function` they cite are checked against the code; so are the pointers in the
+code's own docstrings, comments and messages."""
 import ast
+import io
 import re
+import tokenize
 
 from conftest import ROOT
 
@@ -105,7 +108,7 @@ def test_docs_cite_functions_that_exist():
 
 
 # scripts that pass what they do not read on to another: their commands may use its flags/variables
-FORWARDS = {"bench/rl_probe.py": "rl.py", "ablate.sh": "run.sh"}
+FORWARDS = {"bench/rl_probe.py": "rl.py", "ablate.sh": "run.sh", "study.sh": "run.sh"}
 SHARED = ("common.py", "models.py")  # argument helpers several scripts add
 OUTSIDE = {"OMP_WAIT_POLICY", "CUDA_VISIBLE_DEVICES", "PYTHONPATH"}  # read by torch or Python, not by us
 
@@ -130,7 +133,7 @@ def test_docs_commands_use_flags_and_variables_that_exist():
                     flags_seen += 1
                     if f'"{flag}"' not in src:
                         missing.append(f"{path}: {m.group(1)} {flag}")
-            for m in re.finditer(r"((?:\b[A-Z_]+=\S*\s+)+)(?:bash )?(run\.sh|ablate\.sh)", line):
+            for m in re.finditer(r"((?:\b[A-Z_0-9]+=\S*\s+)+)(?:bash )?(run\.sh|ablate\.sh|study\.sh)", line):
                 src = (ROOT / m.group(2)).read_text()
                 if m.group(2) in FORWARDS:
                     src += (ROOT / FORWARDS[m.group(2)]).read_text()
@@ -140,3 +143,38 @@ def test_docs_commands_use_flags_and_variables_that_exist():
                         missing.append(f"{path}: {m.group(2)} {var}")
     assert not missing, missing
     assert flags_seen >= 100 and vars_seen >= 30, (flags_seen, vars_seen)  # the patterns still find commands
+
+
+SUFFIXES = ("py", "sh", "json", "jsonl", "md", "png", "txt", "tsv", "pt", "args", "gz", "lock")
+
+
+def test_docstrings_comments_and_messages_point_at_what_exists():
+    """Every `module.function` and every docs/, bench/, envs/, tests/, notebooks/ or presets/ file that
+    a docstring, comment or message of the code names exists (the scripts' comments too)."""
+    defs = {m: defined(f"{m}.py") for m in MODULES}
+    files = sorted([*ROOT.glob("*.py"), *ROOT.glob("envs/*.py"), *ROOT.glob("bench/*.py"), *ROOT.glob("tests/*.py"),
+                    *ROOT.glob("notebooks/*.py")])
+    missing, pointers = [], 0
+
+    def check(where, text):
+        nonlocal pointers
+        for mod, name in re.findall(r"\b(" + "|".join(MODULES) + r")\.([A-Za-z_]\w*)", text):
+            if name not in SUFFIXES:
+                pointers += 1
+                if name not in defs[mod]:
+                    missing.append(f"{where}: {mod}.{name}")
+        for path in re.findall(r"\b((?:docs|bench|envs|tests|notebooks|presets)/[\w.-]+\.(?:md|py|sh|ipynb))", text):
+            pointers += 1
+            if not (ROOT / path).exists():
+                missing.append(f"{where}: {path}")
+
+    for f in files:
+        for tok in tokenize.generate_tokens(io.StringIO(f.read_text()).readline):
+            if tok.type in (tokenize.COMMENT, tokenize.STRING):
+                check(f"{f.relative_to(ROOT)}:{tok.start[0]}", tok.string)
+    for f in sorted([*ROOT.glob("*.sh"), *ROOT.glob("presets/*.sh"), *ROOT.glob("bench/*.sh")]):
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            if "#" in line:
+                check(f"{f.relative_to(ROOT)}:{n}", line[line.index("#"):])
+    assert not missing, missing
+    assert pointers > 100
