@@ -96,28 +96,34 @@ def _readings(summaries, name_seed):
 SHARED = "shared.json"  # {"run": "../k1", "methods": ["il", ...]}: evaluations a run reads from another
 
 
-def eval_folder(run: Path, method: str, seed) -> Path:
-    """RUN/eval/<method>/s<seed>, or the other run's where RUN/shared.json lends that method and RUN
-    has none of its own (ablate.sh: the settings of an ablation share the arms that do not depend on
-    it, evaluated once in the first setting; a file, not a link, so a zip of results/ keeps it)."""
-    own = run / "eval" / method / f"s{seed}"
-    if own.exists() or not (run / SHARED).exists():
-        return own
+def lender(run: Path) -> tuple[Path, list[str]] | None:
+    """(the other run, the methods it lends) from RUN/shared.json, or None. ablate.sh: the settings of
+    an ablation share the arms that do not depend on it, evaluated once in the first setting (a file,
+    not a link, so a zip of results/ keeps it)."""
+    if not (run / SHARED).exists():
+        return None
     spec = common.read_jsonl(run / SHARED, require={"run": str, "methods": [str]})[0]
-    return run / spec["run"] / "eval" / method / f"s{seed}" if method in spec["methods"] else own
+    return run / spec["run"], spec["methods"]
+
+
+def eval_folder(run: Path, method: str, seed) -> Path:
+    """RUN/eval/<method>/s<seed>, or the lender's where RUN has none of its own."""
+    own = run / "eval" / method / f"s{seed}"
+    lent = None if own.exists() else lender(run)
+    return lent[0] / "eval" / method / f"s{seed}" if lent and method in lent[1] else own
 
 
 def evaluations(run: Path):
     """Every evaluation under RUN/eval/<method>/s<seed>/ (and those RUN/shared.json lends it):
     (method, seed, split, episodes, folder), one per line of its summary.jsonl."""
     own = sorted(run.glob("eval/*/s*/summary.jsonl"))
-    lent = []
-    if (run / SHARED).exists():
-        spec = common.read_jsonl(run / SHARED, require={"run": str, "methods": [str]})[0]
+    lent, spec = [], lender(run)
+    if spec:
+        other, methods = spec
         mine = {p.parent.parent.name for p in own}
-        lent = [p for m in spec["methods"] if m not in mine for p in sorted((run / spec["run"]).glob(f"eval/{m}/s*/summary.jsonl"))]
+        lent = [p for m in methods if m not in mine for p in sorted(other.glob(f"eval/{m}/s*/summary.jsonl"))]
         if not lent:
-            raise common.UserError(f"{run / SHARED}: {run / spec['run']}/eval holds none of {', '.join(spec['methods'])}")
+            raise common.UserError(f"{run / SHARED}: {other}/eval holds none of {', '.join(methods)}")
     return _readings(own + lent, lambda d: (d.parent.name, int(d.name[1:])))
 
 

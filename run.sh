@@ -166,6 +166,9 @@ probe() { local out=$1; shift; [[ $PROBE == 1 && ! -f $out/probe.md ]] || return
   [[ -f $RUN/probe-data/rollouts.jsonl ]] || timed "probe data" python collect.py --env "$ENV" --split dev \
     --tasks "$PROBE_TASKS" --k-iwm 2 --k-sr 0 --consequential --out "$RUN/probe-data"
   timed "probe $(basename "$out")" python probe.py --data "$RUN/probe-data/rollouts.jsonl" --threads "$THREADS" --dtype "$DTYPE" --out "$out" "$@"; }
+probe_arm() { local arm=$1 seed=$2 s models=() labels=(); [[ $seed == "${SEEDS%% *}" ]] || return 0
+  for s in "$arm-stage1" "$arm"; do [[ ! -d $C/$s-s$seed ]] || { models+=("$C/$s-s$seed"); labels+=("$s"); }; done
+  probe "$RUN/probe/$arm-s$seed" --models "${models[@]}" --labels "${labels[@]}"; }  # each stage of the arm
 probe "$RUN/probe/base" --models "$MODEL" --labels base
 [[ " $PROMPT_MODES " != *" raw "* ]] || ev "$RUN/eval/prompt/s0" --model "$MODEL" --label prompt
 [[ " $PROMPT_MODES " != *" mapped "* ]] || ev "$RUN/eval/prompt-mapped/s0" --model "$MODEL" --label prompt-mapped --action-mode mapped
@@ -173,8 +176,7 @@ for seed in $SEEDS; do
   for arm in $ARMS; do
     has_splits "$RUN/eval/$arm/s$seed" && { [[ $MAPPED != 1 ]] || has_splits "$RUN/eval/$arm-mapped/s$seed"; } && continue
     train_arm "$arm" "$seed"
-    if [[ $seed == "${SEEDS%% *}" ]]; then m=(); l=(); for s in "$arm-stage1" "$arm"; do [[ ! -d $C/$s-s$seed ]] || { m+=("$C/$s-s$seed"); l+=("$s"); }; done
-      probe "$RUN/probe/$arm-s$seed" --models "${m[@]}" --labels "${l[@]}"; fi
+    probe_arm "$arm" "$seed"
     ev "$RUN/eval/$arm/s$seed" --model "$C/$arm-s$seed" --label "$arm" --max-new-tokens "$(tokens_of "$arm")"
     [[ $MAPPED != 1 ]] || ev "$RUN/eval/$arm-mapped/s$seed" --model "$C/$arm-s$seed" --label "$arm-mapped" \
       --max-new-tokens "$(tokens_of "$arm")" --action-mode mapped  # the same policy, format errors forgiven
