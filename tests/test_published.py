@@ -79,3 +79,21 @@ def test_every_trained_arm_meets_the_protocol(rebuilt):
         if r["method"].startswith("prompt"):
             continue
         assert len(r["seeds"]) >= 3 and r["episodes"] >= 150, (r["method"], r["split"], r["seeds"], r["episodes"])
+
+
+def block_after(text: str, heading: str, fence: str) -> str:
+    """The first ```<fence> block after `heading` in a markdown text."""
+    rest = text[text.index(heading):]
+    start = rest.index(f"```{fence}\n") + len(fence) + 4
+    return rest[start:rest.index("```", start)]
+
+
+def test_the_game_as_unit_exercise_prints_what_it_promises(capsys, monkeypatch):
+    """docs/exercises.md, exercise 5: its code, run from the repository's folder on the committed
+    first study, prints exactly the expected output the page states."""
+    text = (ROOT / "docs" / "exercises.md").read_text()
+    code = block_after(text, "## 5. The game is the unit", "python")
+    expected = block_after(text, "## 5. The game is the unit", "text")
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, "exercise-5", "exec"), {})
+    assert capsys.readouterr().out == expected
