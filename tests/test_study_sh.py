@@ -56,10 +56,12 @@ def test_a_seed_begun_in_one_dtype_is_refused_in_another_before_anything_runs(tm
 
 def test_two_streams_prepare_once_and_share_the_seeds(tmp_path):
     """STREAMS=2: stages 1-4 and the Prompt rows once, then seeds 0 and 1 in two run.sh processes of one
-    thread each, side by side; the table has both seeds."""
+    thread each, side by side; the table has both seeds; the probe reads the study's first seed only
+    (each seed's run.sh has SEEDS=<that seed>)."""
     run = tmp_path / "two"
     env = {**os.environ, "SMOKE": "1", "PRESET": "study", "RUN": str(run), "SEEDS": "0 1", "ARMS": "il",
-           "RL": "0", "MAPPED": "0", "PROMPT_MODES": "mapped", "STREAMS": "2", "BUDGET": "epochs"}
+           "RL": "0", "MAPPED": "0", "PROMPT_MODES": "mapped", "STREAMS": "2", "BUDGET": "epochs",
+           "PROBE": "1", "PROBE_TASKS": "2"}
     r = subprocess.run(["bash", "study.sh"], cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     rows = {(x["method"], x["split"]): x for x in common.read_jsonl(run / "results.jsonl")}
@@ -71,3 +73,5 @@ def test_two_streams_prepare_once_and_share_the_seeds(tmp_path):
     assert sum("THREADS=1" in b and "SEEDS=0\n" in b for b in blocks) == 1
     assert sum("THREADS=1" in b and "SEEDS=1\n" in b for b in blocks) == 1
     assert json.loads((run / "ckpt" / "il-s1" / "args.json").read_text())["threads"] == 1
+    assert sorted(p.name for p in (run / "probe").iterdir()) == ["base", "il-s0"]
+    assert (run / "probe" / "il-s0" / "probe.md").read_text().count("| il |") == 1
