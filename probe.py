@@ -13,20 +13,26 @@ under the world model's own prompt (prompts.world_model_messages) and scored:
              that end the game or change its score) and the other alternatives;
   ends       on the moves that end the game (lost or won): the share whose prediction says so
              ("(The game ends: lost.)", the targeted data's note, iwm.py --targeted);
-  false ends on the moves that do not end it: the share whose prediction says it ends.
+  false ends on the moves that do not end it: the share whose prediction says it ends;
+  outcome    on the moves whose answer says what decides the game (the env's `outcome` hook;
+             twx-cooking: the verb a cook move gets, so which appliance cooks which way), the
+             share whose prediction names the same outcome.
 A model never trained on the note (the base model, IL, the paper's IWM) cannot say a move ends the
 game: its `ends` is 0 by construction, which is the point (its data never showed it).
 
 Inputs:  --data: rollouts.jsonl of held-out games; --models: names or checkpoints (--labels names them)
-Outputs: OUT/probe.jsonl (one line per model and transition), OUT/probe.md (the table), OUT/probe_args.json
+Outputs: OUT/probe.jsonl (one line per model and transition), OUT/probe.md (the table), OUT/probe_args.json;
+         --rescore OUT scores OUT/probe.jsonl's predictions again (no model runs) and rewrites the rest
 
 Examples:
   python collect.py --env twx-cooking --split dev --tasks 30 --k-iwm 2 --k-sr 0 --consequential --out runs/probe
   python probe.py --data runs/probe/rollouts.jsonl --models smollm2-135m runs/study2/ckpt/iwm-stage1-s0 \
       runs/study2/ckpt/iwm-targeted-stage1-s0 --labels base iwm-stage1 targeted-stage1 --out runs/probe
+  python probe.py --rescore results/study2/probe/iwm-s0
 """
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -35,6 +41,7 @@ from rich.table import Table
 
 import agent
 import common
+import envs
 import models
 import prompts
 
@@ -43,8 +50,8 @@ KINDS = ("expert", "consequential", "other")
 
 def parse_args(argv=None):
     p = common.ArgParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True, help="rollouts.jsonl of held-out games (collect.py --split dev --consequential)")
-    p.add_argument("--models", nargs="+", required=True, help="model names or checkpoint folders to probe")
+    p.add_argument("--data", default=None, help="rollouts.jsonl of held-out games (collect.py --split dev --consequential)")
+    p.add_argument("--models", nargs="+", default=None, help="model names or checkpoint folders to probe")
     p.add_argument("--labels", nargs="+", default=None, help="a name per model in the table (default: the folder names)")
     p.add_argument("--transitions", type=common.at_least(2), default=300,
                    help="at most this many transitions: half consequential, half the expert's and the other moves (seeded samples)")
@@ -54,8 +61,15 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=common.at_least(0), default=0, help="random seed (the sample of transitions)")
     p.add_argument("--threads", type=common.at_least(0), default=0, help="torch CPU threads (0 = all cores)")
     p.add_argument("--dtype", default="auto", help="auto (bf16 where it is faster than fp32 here), bf16, fp32")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", default=None, help="output folder")
+    p.add_argument("--rescore", default=None, metavar="OUT",
+                   help="score the predictions in OUT/probe.jsonl again and rewrite OUT's summary and table "
+                        "(no model runs; the env is read from the --data its probe_args.json names)")
     args = p.parse_args(argv)
+    if args.rescore and (args.data or args.models or args.out):
+        p.error("--rescore OUT goes alone (the probe's own arguments are in OUT/probe_args.json)")
+    if not args.rescore and not (args.data and args.models and args.out):
+        p.error("give --data, --models and --out (or --rescore OUT)")
     if args.labels and len(args.labels) != len(args.models):
         p.error(f"--labels: {len(args.labels)} names for {len(args.models)} models")
     return args
@@ -80,16 +94,20 @@ def transitions(rows: list[dict], limit: int, seed: int) -> list[dict]:
     return decisive + rest
 
 
-def score(prediction: str, t: dict, max_words: int) -> dict:
-    """One prediction against the truth: the observation alone (the note, if any, taken off), and
-    whether it says that the move ends the game."""
+def score(prediction: str, t: dict, max_words: int | None, env: str | None = None) -> dict:
+    """One prediction against the truth: the observation alone (the note, if any, taken off),
+    whether it says that the move ends the game, and, on a move whose answer names what decides the
+    game (envs.outcome; env None: no such move), whether the prediction names the same outcome
+    (outcome_right; None on the other moves)."""
     text = prediction.strip()
     text = text[len("Observation:"):].strip() if text.startswith("Observation:") else text
     says = next((kind for kind in ("lost", "won") if prompts.GAME_ENDS.format(kind) in text), None)
     for kind in ("lost", "won"):
         text = text.replace(prompts.GAME_ENDS.format(kind), "").strip()
-    return {"exact": text == prompts.squash(t["next"], max_words), "says_ends": says,
-            "ends_right": says == t["ends"]}
+    truth = prompts.squash(t["next"], max_words)
+    decides = envs.outcome(env, t["action"], truth) if env else None
+    return {"exact": text == truth, "says_ends": says, "ends_right": says == t["ends"],
+            "outcome_right": None if not decides else envs.outcome(env, t["action"], text) == decides}
 
 
 def summarize(label: str, scored: list[dict]) -> dict:
@@ -104,6 +122,8 @@ def summarize(label: str, scored: list[dict]) -> dict:
     other = [r for r in scored if not r["ends"]]
     row["ends"], row["n_ends"] = share(ending, "ends_right"), len(ending)
     row["false_ends"] = share(other, "says_ends")
+    decisive = [r for r in scored if r.get("outcome_right") is not None]
+    row["outcome"], row["n_outcome"] = share(decisive, "outcome_right"), len(decisive)
     return row
 
 
@@ -113,14 +133,15 @@ def write_table(rows: list[dict], out: Path) -> str:
 
     first = rows[0]
     cols = ("model", "transitions", "exact", f"expert ({first['n_expert']})", f"consequential ({first['n_consequential']})",
-            f"other ({first['n_other']})", f"says it ends ({first['n_ends']} that do)", "says it ends (others)")
+            f"other ({first['n_other']})", f"says it ends ({first['n_ends']} that do)", "says it ends (others)",
+            f"names the outcome ({first.get('n_outcome', 0)} decisive)")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table = Table(title="what the world model learned (greedy next-observation prediction)")
     for c in cols:
         table.add_column(c)
     for r in rows:
         cells = [r["model"], str(r["n"]), pct(r["exact"]), pct(r["exact_expert"]), pct(r["exact_consequential"]),
-                 pct(r["exact_other"]), pct(r["ends"]), pct(r["false_ends"])]
+                 pct(r["exact_other"]), pct(r["ends"]), pct(r["false_ends"]), pct(r.get("outcome"))]
         lines.append("| " + " | ".join(cells) + " |")
         table.add_row(*cells)
     Console().print(table)
@@ -129,8 +150,37 @@ def write_table(rows: list[dict], out: Path) -> str:
     return md
 
 
+def env_of(rows: list[dict]) -> str:
+    """The env of a collection (every rollout line names it)."""
+    return rows[0]["env"]
+
+
+def rescore(out: Path) -> list[dict]:
+    """OUT/probe.jsonl's predictions scored again against their (already cut) truths: for a table
+    with a column added since, without running the models."""
+    lines = common.read_jsonl(out / "probe.jsonl")
+    try:
+        data = json.loads((out / "probe_args.json").read_text())["data"]
+    except (OSError, ValueError, KeyError) as e:
+        raise common.UserError(f"{out / 'probe_args.json'}: no readable probe arguments ({e})") from None
+    env = env_of(common.read_jsonl(data, require=common.ROLLOUT))
+    by_model = {}
+    for line in lines:
+        t = {"next": line["true"], "ends": line["ends"], "action": line["action"]}
+        line.update(score(line["predicted"], t, None, env))
+        by_model.setdefault(line["model"], []).append(line)
+    summary = [summarize(label, scored) for label, scored in by_model.items()]
+    common.write_jsonl(out / "probe.jsonl", lines)
+    common.write_jsonl(out / "probe_summary.jsonl", summary)
+    write_table(summary, out)
+    print(f"rescored {out / 'probe.md'}")
+    return summary
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.rescore:
+        return rescore(Path(args.rescore))
     rows = common.read_jsonl(args.data, require=common.ROLLOUT)
     probe = transitions(rows, args.transitions, args.seed)
     if not probe:
@@ -149,7 +199,8 @@ def main(argv=None):
         scored = []
         for t, answer in zip(probe, answers):
             s = {"model": label, "id": t["id"], "kind": t["kind"], "action": t["action"], "ends": t["ends"],
-                 "true": prompts.squash(t["next"], args.max_words), "predicted": answer, **score(answer, t, args.max_words)}
+                 "true": prompts.squash(t["next"], args.max_words), "predicted": answer,
+                 **score(answer, t, args.max_words, env_of(rows))}
             scored.append(s)
         lines += scored
         summary.append(summarize(label, scored))

@@ -39,6 +39,11 @@ def failure_reading(name: str) -> FailureReading:
     return env_class(name).failure_reading(name)
 
 
+def outcome(name: str, action: str, observation: str) -> str | None:
+    """What decides the game in the answer to `action` in env `name` (envs/base.py: TextEnv.outcome)."""
+    return env_class(name).outcome(name, action, observation)
+
+
 def check_split(split: str) -> str:
     if split not in SPLITS:
         raise EnvError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")

@@ -103,6 +103,14 @@ class TextEnv:
         """How report.py --failures reads this env's saved episodes (override to say more)."""
         return FailureReading()
 
+    @classmethod
+    def outcome(cls, name: str, action: str, observation: str) -> str | None:
+        """For a move whose answer says what decides the game, that outcome as a short key, read from
+        the observation (twx-cooking: the verb a cook move gets, "fry" on the stove; "" when the answer
+        names none); None for every other move, and for games without such a move (the default).
+        probe.py: whether a world model's predicted answer names the game's own outcome."""
+        return None
+
     # ---- to implement in a subclass -------------------------------------------------------
     def tasks(self, split: str) -> list[dict]:
         """Tasks of a split: dicts with at least `task_id` (a unique, stable string) and `split`."""

@@ -49,6 +49,7 @@ GAMES = {
 }
 # cookingworld's three ways to cook: the recipe's verb names the appliance ("fry the carrot": stove)
 COOKING_VERB = {"toaster": "grill", "oven": "roast", "stove": "fry"}
+COOK_MOVE = r"cook (.+) (?:in|with) (toaster|oven|stove)"
 CUTS = ("slice", "dice", "chop")
 
 
@@ -67,7 +68,7 @@ def _recipe_directions(trajectory: list[dict]) -> str | None:
 def _cook_verbs(action: str, directions: str) -> tuple[list[str], str] | None:
     """For a cook move ("cook carrot with stove"): (the verbs the recipe uses for that item, the verb
     of the appliance used); None for any other move."""
-    cook = re.fullmatch(r"cook (.+) (?:in|with) (toaster|oven|stove)", action)
+    cook = re.fullmatch(COOK_MOVE, action)
     if not cook:
         return None
     item, appliance = cook.groups()
@@ -115,7 +116,7 @@ def cooking_failure(trajectory: list[dict], max_steps: int) -> str:
         return "step limit"
     directions = _recipe_directions(trajectory)
     last = trajectory[-1]["action"] if trajectory else ""
-    cook = re.fullmatch(r"cook (.+) (?:in|with) (toaster|oven|stove)", last)
+    cook = re.fullmatch(COOK_MOVE, last)
     cut = re.fullmatch(rf"({'|'.join(CUTS)}) (.+)", last)
     if directions is not None and cook:
         return "wrong appliance" if wrong_appliance(trajectory) else "cooked what the recipe does not cook"
@@ -188,6 +189,17 @@ class TWXEnv(TextEnv):
     @classmethod
     def failure_reading(cls, name: str) -> FailureReading:
         return CookingReading() if name.split(":")[0] == "twx-cooking" else FailureReading()
+
+    @classmethod
+    def outcome(cls, name: str, action: str, observation: str) -> str | None:
+        """twx-cooking's decisive move is cooking: the answer's verb says which way the appliance
+        cooked ("You fry the carrot with the stove."), and a verb the recipe does not ask for loses
+        the game. The verb ("grill", "roast", "fry"), "" for an answer with none; None for any other
+        move or game."""
+        if name.split(":")[0] != "twx-cooking" or not re.fullmatch(COOK_MOVE, action):
+            return None
+        said = re.search(rf"\bYou ({'|'.join(COOKING_VERB.values())})\b", observation)
+        return said.group(1) if said else ""
 
     def __init__(self, name: str = "twx-cooking"):
         base, _, overrides = name.partition(":")

@@ -175,6 +175,24 @@ def test_why_a_cooking_game_was_lost(cooking):
     assert envs.default_max_steps("twx-cooking") == 15 and envs.default_max_steps("textcraft") == 15
 
 
+def test_the_outcome_of_a_cook_move_is_read_from_the_games_own_answer(cooking):
+    """envs.outcome (probe.py's "names the outcome"): on twx-cooking, the verb the game's answer gives a
+    cook move, one per appliance; nothing for other moves, other games, or an answer without a verb."""
+    task = cooking.tasks("train")[0]  # the recipe grills the chicken wing
+    gold = cooking.expert_actions(task)
+    cook = gold.index("cook chicken wing in toaster")
+    for appliance, verb in (("toaster", "grill"), ("stove", "fry"), ("oven", "roast")):
+        cooking.reset(task)
+        for a in gold[:cook]:
+            cooking.step(a)
+        move = f"cook chicken wing in {appliance}"
+        answer, _, _ = cooking.step(move)
+        assert envs.outcome("twx-cooking", move, answer) == verb, (appliance, answer)
+        assert envs.outcome("twx-coin", move, answer) is None and envs.outcome("textcraft", move, answer) is None
+    assert envs.outcome("twx-cooking", gold[0], "You fry the egg.") is None  # not a cook move
+    assert envs.outcome("twx-cooking", "cook egg in oven", "That's not something you can cook.") == ""
+
+
 def test_map_to_valid_is_valid_and_deterministic():
     valid = ["open fridge", "take knife", "take cookbook", "cook carrot in oven", "eat meal"]
     rng = random.Random(0)

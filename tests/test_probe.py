@@ -14,11 +14,18 @@ def test_score_reads_the_observation_and_the_ending_note():
     t = {"next": "You roast the egg with the oven.", "ends": "lost"}
     lost = prompts.GAME_ENDS.format("lost")
     assert probe.score(f"Observation: You roast the egg with the oven. {lost}", t, 40) == \
-        {"exact": True, "says_ends": "lost", "ends_right": True}
+        {"exact": True, "says_ends": "lost", "ends_right": True, "outcome_right": None}
     assert probe.score("Observation: You roast the egg with the oven.", t, 40) == \
-        {"exact": True, "says_ends": None, "ends_right": False}
+        {"exact": True, "says_ends": None, "ends_right": False, "outcome_right": None}
     t2 = {"next": "You take the knife.", "ends": None}
-    assert probe.score(f"You take the knife. {lost}", t2, 40) == {"exact": True, "says_ends": "lost", "ends_right": False}
+    assert probe.score(f"You take the knife. {lost}", t2, 40) == \
+        {"exact": True, "says_ends": "lost", "ends_right": False, "outcome_right": None}
+    # the outcome that decides the game (envs.outcome): a cook move's verb, right or wrong; no env, no outcome
+    cook = {"next": "You fry the carrot with the stove.", "ends": None, "action": "cook carrot in stove"}
+    assert probe.score("Observation: You roast the carrot with the stove.", cook, 40, "twx-cooking")["outcome_right"] is False
+    assert probe.score("You fry the carrot with the stove. It smells good.", cook, 40, "twx-cooking")["outcome_right"] is True
+    assert probe.score("You fry the carrot with the stove.", cook, 40)["outcome_right"] is None
+    assert probe.score("You take the knife.", {**t2, "action": "take knife"}, 40, "twx-cooking")["outcome_right"] is None
     rows = [{"kind": "expert", "exact": True, "ends": None, "says_ends": None, "ends_right": True},
             {"kind": "consequential", "exact": False, "ends": "lost", "says_ends": "lost", "ends_right": True},
             {"kind": "consequential", "exact": True, "ends": "lost", "says_ends": None, "ends_right": False},
@@ -26,6 +33,10 @@ def test_score_reads_the_observation_and_the_ending_note():
     s = probe.summarize("m", rows)
     assert (s["exact"], s["exact_consequential"], s["ends"], s["false_ends"]) == (0.5, 0.5, 0.5, 0.5)
     assert (s["n_expert"], s["n_consequential"], s["n_other"], s["n_ends"]) == (1, 2, 1, 2)
+    assert (s["outcome"], s["n_outcome"]) == (None, 0)  # no move names an outcome here
+    s = probe.summarize("m", rows + [{**rows[0], "outcome_right": True}, {**rows[0], "outcome_right": False},
+                                     {**rows[0], "outcome_right": False}])
+    assert s["n_outcome"] == 3 and s["outcome"] == round(1 / 3, 4)
 
 
 def test_probe_sees_what_a_trained_world_model_learned(tmp_path):
@@ -47,6 +58,9 @@ def test_probe_sees_what_a_trained_world_model_learned(tmp_path):
     md = (tmp_path / "probe" / "probe.md").read_text()
     assert md.count("\n| ") == 2 and md.startswith("| model |") and "| trained |" in md
     assert len(common.read_jsonl(tmp_path / "probe" / "probe.jsonl")) == 2 * base["n"]
+    # scored again from its saved predictions (no model runs): the same summary, the same table
+    assert probe.rescore(tmp_path / "probe") == rows
+    assert (tmp_path / "probe" / "probe.md").read_text() == md and "names the outcome (" in md
 
 
 def test_transitions_mix_decisive_and_ordinary_moves():
