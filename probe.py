@@ -190,6 +190,7 @@ def main(argv=None):
     common.set_threads(args.threads)
     labels = args.labels or [Path(m).name for m in args.models]
     chats = [prompts.world_model_messages(t["state"], t["action"]) for t in probe]
+    env = env_of(rows)
     lines, summary = [], []
     for name, label in zip(args.models, labels):
         model, tok = models.load_model(name, dtype=args.dtype)
@@ -200,7 +201,7 @@ def main(argv=None):
         for t, answer in zip(probe, answers):
             s = {"model": label, "id": t["id"], "kind": t["kind"], "action": t["action"], "ends": t["ends"],
                  "true": prompts.squash(t["next"], args.max_words), "predicted": answer,
-                 **score(answer, t, args.max_words, env_of(rows))}
+                 **score(answer, t, args.max_words, env)}
             scored.append(s)
         lines += scored
         summary.append(summarize(label, scored))
